@@ -1,0 +1,1 @@
+"""Planners over any WorldModel (encode / rollout): CEM, MPPI, random shooting, gradient."""
