@@ -1,0 +1,85 @@
+import pytest
+import torch
+
+from vjepa_ac.models.ac_predictor import ACPredictor, ACPredictorConfig
+
+
+def _predictor(seed: int = 0) -> ACPredictor:
+    torch.manual_seed(seed)
+    return ACPredictor(ACPredictorConfig(embed_dim=24, grid=(2, 3), dim=48, depth=2, heads=2)).eval()
+
+
+def _inputs(B=2, T=4, seed=1):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(B, T, 6, 24, generator=g), torch.randn(B, T, 7, generator=g), torch.randn(B, T, 7, generator=g)
+
+
+def test_forward_shape_and_layer_normed_output():
+    pred = _predictor()
+    z, s, a = _inputs()
+    out = pred(z, s, a)
+    assert out.shape == z.shape
+    torch.testing.assert_close(out.mean(-1), torch.zeros(2, 4, 6), atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("which", ["z", "s", "a"])
+def test_block_causal_changing_step_t_plus_1_leaves_earlier_outputs(which):
+    pred = _predictor()
+    z, s, a = _inputs()
+    t = 1
+    out = pred(z, s, a)
+    changed = {"z": z.clone(), "s": s.clone(), "a": a.clone()}
+    changed[which][:, t + 1 :] += 5.0 * torch.randn_like(changed[which][:, t + 1 :])
+    out2 = pred(changed["z"], changed["s"], changed["a"])
+    torch.testing.assert_close(out2[:, : t + 1], out[:, : t + 1])
+    assert not torch.allclose(out2[:, t + 1 :], out[:, t + 1 :], atol=1e-4)
+
+
+def test_outputs_depend_on_actions_and_states_of_the_same_step():
+    pred = _predictor()
+    z, s, a = _inputs()
+    out = pred(z, s, a)
+    a2 = a.clone()
+    a2[:, 0] += 1.0
+    s2 = s.clone()
+    s2[:, 0] += 1.0
+    assert not torch.allclose(pred(z, s, a2)[:, 0], out[:, 0], atol=1e-4)
+    assert not torch.allclose(pred(z, s2, a)[:, 0], out[:, 0], atol=1e-4)
+
+
+def test_incremental_steps_with_cache_equal_full_forward():
+    pred = _predictor()
+    z, s, a = _inputs(T=3)
+    full = pred(z, s, a)
+    cache = pred.new_cache()
+    steps = [pred.step(z[:, t], s[:, t], a[:, t], cache) for t in range(3)]
+    torch.testing.assert_close(torch.stack(steps, 1), full, atol=1e-5, rtol=1e-5)
+
+
+def test_step_broadcasts_a_shared_first_frame_over_candidates():
+    pred = _predictor()
+    z, s, a = _inputs(B=3, T=1)
+    shared = pred.step(z[:1, 0], s[:1, 0], a[:, 0], pred.new_cache())
+    copied = pred.step(z[:1, 0].expand(3, -1, -1), s[:1, 0].expand(3, -1), a[:, 0], pred.new_cache())
+    torch.testing.assert_close(shared, copied)
+
+
+def test_rope_makes_frame_tokens_position_aware():
+    pred = _predictor()
+    z, s, a = _inputs(B=1, T=1)
+    z_same = z[:, :, :1].expand(-1, -1, 6, -1)  # identical content in every token
+    out = pred(z_same, s, a)[0, 0]
+    assert not torch.allclose(out[0], out[1], atol=1e-4)
+
+
+def test_bad_dimensions_name_both_numbers():
+    pred = _predictor()
+    z, s, a = _inputs()
+    with pytest.raises(ValueError, match=r"action dimension is 6, but the predictor expects 7"):
+        pred(z, s, a[..., :6])
+    with pytest.raises(ValueError, match=r"state dimension is 8, but the predictor expects 7"):
+        pred(z, torch.cat([s, s[..., :1]], -1), a)
+    with pytest.raises(ValueError, match=r"\(6, 32\).*expects \(6, 24\)"):
+        pred(torch.randn(2, 4, 6, 32), s, a)
+    with pytest.raises(ValueError, match="not divisible"):
+        ACPredictorConfig(embed_dim=8, grid=(2, 2), dim=50, heads=4)

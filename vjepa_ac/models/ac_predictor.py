@@ -1,0 +1,201 @@
+"""Action-conditioned predictor (V-JEPA 2-AC): a block-causal transformer over frozen frame latents.
+
+Each time step t is one block of tokens `[action_t, state_t, frame_t tokens (N)]`. Tokens attend
+within their own block and to every earlier block, never to later ones, so the output at block t
+depends only on frames, states and actions up to t. The output at block t's frame tokens is the
+prediction of frame t+1's latents.
+
+Positions are rotary (RoPE): the head dimension is split in three parts rotated by the token's time
+step, grid row and grid column; action and state tokens carry their time step and row = column = 0.
+
+Two ways to run it, with the same weights and the same numbers:
+- `forward(z, states, actions)`: a whole clip at once under the block-causal mask (training).
+- `step(z_t, state_t, action_t, cache)`: one block at a time, reusing the keys/values of earlier
+  blocks from `cache` (rollouts: the past is computed once, each new step costs one block).
+"""
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+@dataclass
+class ACPredictorConfig:
+    """Sizes of the predictor. `embed_dim` and `grid` describe the frame latents it reads and writes."""
+
+    embed_dim: int  # feature size D of the frame latents (the frozen encoder's width)
+    grid: tuple[int, int]  # (rows, cols) of frame tokens; N = rows * cols
+    dim: int = 128
+    depth: int = 4
+    heads: int = 4
+    mlp_ratio: float = 4.0
+    action_dim: int = 7
+    state_dim: int = 7
+    rope_theta: float = 10000.0
+
+    def __post_init__(self) -> None:
+        self.grid = tuple(int(g) for g in self.grid)
+        if self.dim % self.heads != 0:
+            raise ValueError(f"predictor.dim={self.dim} is not divisible by predictor.heads={self.heads}")
+        if (self.dim // self.heads) // 3 < 2:
+            raise ValueError(f"predictor head size {self.dim // self.heads} is too small for 3D RoPE (need >= 6)")
+
+    @property
+    def tokens_per_frame(self) -> int:
+        return self.grid[0] * self.grid[1]
+
+
+def _rope_tables(cfg: ACPredictorConfig, t: torch.Tensor, h: torch.Tensor, w: torch.Tensor):
+    """cos/sin tables `[L, head_dim]` for tokens at integer positions (t, h, w), each `[L]`."""
+    head_dim = cfg.dim // cfg.heads
+    axis_dim = 2 * ((head_dim // 3) // 2)  # rotated dims per axis; leftover dims are not rotated
+    inv_freq = 1.0 / cfg.rope_theta ** (torch.arange(0, axis_dim, 2, dtype=torch.float32) / axis_dim)
+    angles = [torch.outer(p.float(), inv_freq) for p in (t, h, w)]  # 3 x [L, axis_dim/2]
+    angles = torch.cat([torch.cat([a, a], dim=-1) for a in angles], dim=-1)  # [L, 3*axis_dim]
+    pad = head_dim - angles.shape[-1]
+    angles = F.pad(angles, (0, pad))  # angle 0 -> identity on the leftover dims
+    return angles.cos(), angles.sin()
+
+
+def _apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotate `x [B, heads, L, head_dim]` by per-position angles; pairs are (i, i + axis_dim/2) per axis."""
+    head_dim = x.shape[-1]
+    axis_dim = 2 * ((head_dim // 3) // 2)
+    half = axis_dim // 2
+    parts = []
+    for a in range(3):
+        xa = x[..., a * axis_dim : (a + 1) * axis_dim]
+        parts.append(torch.cat([-xa[..., half:], xa[..., :half]], dim=-1))
+    parts.append(torch.zeros_like(x[..., 3 * axis_dim :]))
+    return x * cos + torch.cat(parts, dim=-1) * sin
+
+
+class KVCache:
+    """Keys/values of the blocks seen so far, one entry per layer, and the next time step."""
+
+    def __init__(self, depth: int):
+        self.keys: list[torch.Tensor | None] = [None] * depth
+        self.values: list[torch.Tensor | None] = [None] * depth
+        self.t = 0
+
+
+class Block(nn.Module):
+    """Pre-norm transformer block with rotary self-attention (SDPA)."""
+
+    def __init__(self, dim: int, heads: int, mlp_ratio: float):
+        super().__init__()
+        self.heads = heads
+        self.norm1 = nn.LayerNorm(dim)
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.proj = nn.Linear(dim, dim)
+        self.norm2 = nn.LayerNorm(dim)
+        hidden = int(dim * mlp_ratio)
+        self.mlp = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(), nn.Linear(hidden, dim))
+
+    def forward(self, x, cos, sin, mask=None, cache: KVCache | None = None, layer: int = 0):
+        B, L, D = x.shape
+        q, k, v = self.qkv(self.norm1(x)).view(B, L, 3, self.heads, D // self.heads).permute(2, 0, 3, 1, 4)
+        q, k = _apply_rope(q, cos, sin), _apply_rope(k, cos, sin)
+        if cache is not None:
+            if cache.keys[layer] is not None:
+                k = torch.cat([cache.keys[layer], k], dim=2)
+                v = torch.cat([cache.values[layer], v], dim=2)
+            cache.keys[layer], cache.values[layer] = k, v
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        x = x + self.proj(y.transpose(1, 2).reshape(B, L, D))
+        return x + self.mlp(self.norm2(x))
+
+
+class ACPredictor(nn.Module):
+    """Predicts the next frame's latents from frames, proprioceptive states and actions so far."""
+
+    def __init__(self, cfg: ACPredictorConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.frame_embed = nn.Linear(cfg.embed_dim, cfg.dim)
+        self.action_embed = nn.Linear(cfg.action_dim, cfg.dim)
+        self.state_embed = nn.Linear(cfg.state_dim, cfg.dim)
+        self.blocks = nn.ModuleList(Block(cfg.dim, cfg.heads, cfg.mlp_ratio) for _ in range(cfg.depth))
+        self.norm = nn.LayerNorm(cfg.dim)
+        self.head = nn.Linear(cfg.dim, cfg.embed_dim)
+        self.apply(self._init_weights)
+
+    @staticmethod
+    def _init_weights(m: nn.Module) -> None:
+        if isinstance(m, nn.Linear):
+            nn.init.trunc_normal_(m.weight, std=0.02)
+            nn.init.zeros_(m.bias)
+
+    def _check_inputs(self, z: torch.Tensor, states: torch.Tensor, actions: torch.Tensor) -> None:
+        cfg = self.cfg
+        if z.shape[-2:] != (cfg.tokens_per_frame, cfg.embed_dim):
+            raise ValueError(
+                f"frame latents have {tuple(z.shape[-2:])} (tokens, features) per frame, but the predictor "
+                f"expects ({cfg.tokens_per_frame}, {cfg.embed_dim}) (grid {cfg.grid}, embed_dim {cfg.embed_dim})"
+            )
+        if states.shape[-1] != cfg.state_dim:
+            raise ValueError(f"state dimension is {states.shape[-1]}, but the predictor expects {cfg.state_dim}")
+        if actions.shape[-1] != cfg.action_dim:
+            raise ValueError(f"action dimension is {actions.shape[-1]}, but the predictor expects {cfg.action_dim}")
+
+    def _positions(self, t0: int, steps: int):
+        """(t, h, w) positions of `steps` blocks starting at time t0, in token order."""
+        rows, cols = self.cfg.grid
+        n = self.cfg.tokens_per_frame
+        h = torch.cat([torch.zeros(2, dtype=torch.long), torch.arange(rows).repeat_interleave(cols)])
+        w = torch.cat([torch.zeros(2, dtype=torch.long), torch.arange(cols).repeat(rows)])
+        t = torch.arange(t0, t0 + steps).repeat_interleave(n + 2)
+        return t, h.repeat(steps), w.repeat(steps)
+
+    def _tokens(self, z, states, actions):
+        """Embed inputs `[B, T, ...]` into `[B, T*(N+2), dim]`, block order [action, state, frame].
+
+        Inputs with batch size 1 are embedded once and broadcast to the others' batch size.
+        """
+        B = max(z.shape[0], states.shape[0], actions.shape[0])
+        T = z.shape[1]
+        a = self.action_embed(actions).unsqueeze(2).expand(B, T, 1, -1)
+        s = self.state_embed(states).unsqueeze(2).expand(B, T, 1, -1)
+        f = self.frame_embed(z).expand(B, T, -1, -1)
+        return torch.cat([a, s, f], dim=2).flatten(1, 2)
+
+    def _readout(self, x: torch.Tensor, steps: int) -> torch.Tensor:
+        """Frame-token outputs `[B, steps*(N+2), dim]` -> layer-normed latents `[B, steps, N, D]`."""
+        x = x.unflatten(1, (steps, self.cfg.tokens_per_frame + 2))[:, :, 2:]
+        out = self.head(self.norm(x))
+        return F.layer_norm(out, (out.shape[-1],))
+
+    def forward(self, z: torch.Tensor, states: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        """z `[B, T, N, D]`, states `[B, T, S]`, actions `[B, T, A]` (action t moves t -> t+1).
+
+        Returns `[B, T, N, D]`: entry t is the prediction of frame t+1's latents.
+        """
+        self._check_inputs(z, states, actions)
+        T = z.shape[1]
+        cos, sin = _rope_tables(self.cfg, *self._positions(0, T))
+        block = torch.arange(T).repeat_interleave(self.cfg.tokens_per_frame + 2)
+        mask = (block[:, None] >= block[None, :]).to(z.device)
+        x = self._tokens(z, states, actions)
+        cos, sin = cos.to(x), sin.to(x)
+        for blk in self.blocks:
+            x = blk(x, cos, sin, mask=mask)
+        return self._readout(x, T)
+
+    def new_cache(self) -> KVCache:
+        return KVCache(self.cfg.depth)
+
+    def step(self, z_t: torch.Tensor, state_t: torch.Tensor, action_t: torch.Tensor, cache: KVCache) -> torch.Tensor:
+        """One block: z_t `[B, N, D]`, state_t `[B, S]`, action_t `[B, A]` -> prediction of frame t+1 `[B, N, D]`.
+
+        Earlier blocks come from `cache` (updated in place); the batch size must stay the same.
+        """
+        self._check_inputs(z_t, state_t, action_t)
+        cos, sin = _rope_tables(self.cfg, *self._positions(cache.t, 1))
+        x = self._tokens(z_t.unsqueeze(1), state_t.unsqueeze(1), action_t.unsqueeze(1))
+        cos, sin = cos.to(x), sin.to(x)
+        for i, blk in enumerate(self.blocks):
+            x = blk(x, cos, sin, cache=cache, layer=i)
+        cache.t += 1
+        return self._readout(x, 1)[:, 0]
