@@ -1,0 +1,181 @@
+"""The WorldModel: frozen video encoder + action-conditioned predictor, the API planners call.
+
+    wm = WorldModel.from_checkpoint("runs/finetune/checkpoint")
+    z = wm.encode(frames)                  # uint8 [B, H, W, 3] -> z [B, N, D]
+    z_pred = wm.rollout(z, state, actions) # z [1|B, N, D], state [1|B, 7], actions [B, H, 7] -> [B, H, N, D]
+
+Latents `z` are the encoder's tokens of one frame (encoded alone, as a 2-frame tubelet), average-
+pooled over `pool x pool` patches (`pool: 1` keeps every token) and layer-normed without affine, the
+same normalisation as the pretraining targets. The predictor reads and writes this space, so a
+planner's energy is simply an L1 distance between latents.
+
+A checkpoint directory (written by fine-tuning, `vjepa_ac/checkpoint.py` layout) holds
+`model.safetensors` (keys `encoder.*`, `predictor.*`) and `config.yaml`, whose `world_model` section
+is everything needed to rebuild the two modules: the encoder's `VJEPA2Config` fields, `pool`, and
+the predictor sizes.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from omegaconf import DictConfig, OmegaConf
+from torch import nn
+
+from vjepa_ac.checkpoint import load_config, load_state_into, load_weights, split_prefix
+from vjepa_ac.data.transforms import normalize_frames
+from vjepa_ac.models.ac_predictor import ACPredictor, ACPredictorConfig
+
+
+def encoder_config(fields: dict[str, Any]):
+    """A `transformers.VJEPA2Config` from plain fields (the `world_model.encoder` section)."""
+    from transformers import VJEPA2Config
+
+    return VJEPA2Config(**fields)
+
+
+def encoder_fields(config) -> dict[str, Any]:
+    """The `VJEPA2Config` fields that define the encoder's shapes (what a checkpoint must record)."""
+    keys = ("patch_size", "crop_size", "frames_per_clip", "tubelet_size", "hidden_size", "in_chans",
+            "num_attention_heads", "num_hidden_layers", "mlp_ratio", "layer_norm_eps", "qkv_bias", "hidden_act")
+    return {k: getattr(config, k) for k in keys}
+
+
+class FrameLatents(nn.Module):
+    """Frozen encoder -> per-frame latents: each frame alone (a 2-frame tubelet), pooled, layer-normed."""
+
+    def __init__(self, encoder: nn.Module, crop_size: int, patch_size: int, pool: int = 1):
+        super().__init__()
+        side = crop_size // patch_size
+        if side % pool != 0:
+            raise ValueError(f"latent pool={pool} does not divide the encoder's {side}x{side} patch grid "
+                             f"(crop_size {crop_size} / patch_size {patch_size})")
+        self.encoder = encoder.eval().requires_grad_(False)
+        self.crop_size, self.side, self.pool = crop_size, side, pool
+
+    @property
+    def grid(self) -> tuple[int, int]:
+        return (self.side // self.pool, self.side // self.pool)
+
+    def forward(self, frames: torch.Tensor) -> torch.Tensor:
+        """Normalised frames `[B, C, H, W]` or `[B, T, C, H, W]` -> latents `[B, N, D]` or `[B, T, N, D]`."""
+        lead = frames.shape[:-3]
+        if tuple(frames.shape[-2:]) != (self.crop_size, self.crop_size):
+            raise ValueError(f"frames are {tuple(frames.shape[-2:])} pixels, the encoder expects "
+                             f"{self.crop_size}x{self.crop_size} (crop_size)")
+        x = frames.reshape(-1, *frames.shape[-3:])
+        tokens = self.encoder(x.unsqueeze(1).expand(-1, 2, -1, -1, -1))  # [B', side*side, D]
+        if tokens.shape[1] != self.side * self.side:
+            raise ValueError(f"encoder returned {tokens.shape[1]} tokens per frame, expected {self.side ** 2}")
+        if self.pool > 1:
+            grid = tokens.transpose(1, 2).unflatten(2, (self.side, self.side))
+            tokens = F.avg_pool2d(grid, self.pool).flatten(2).transpose(1, 2)
+        z = F.layer_norm(tokens, (tokens.shape[-1],))
+        return z.reshape(*lead, *z.shape[1:])
+
+
+def build_modules(spec: DictConfig | dict) -> tuple[FrameLatents, ACPredictor]:
+    """Randomly initialised encoder + predictor from a `world_model` spec (see module docstring)."""
+    from vjepa_ac.models.encoder import VideoEncoder
+
+    spec = OmegaConf.create(spec) if isinstance(spec, dict) else spec
+    enc_cfg = encoder_config(OmegaConf.to_container(spec.encoder, resolve=True))
+    latents = FrameLatents(VideoEncoder(enc_cfg), enc_cfg.crop_size, enc_cfg.patch_size, int(spec.pool))
+    predictor = ACPredictor(ACPredictorConfig(embed_dim=enc_cfg.hidden_size, grid=latents.grid,
+                                              **OmegaConf.to_container(spec.predictor, resolve=True)))
+    return latents, predictor
+
+
+class WorldModel(nn.Module):
+    """Frozen encoder + action-conditioned predictor, for planning (DESIGN.md, "WorldModel")."""
+
+    def __init__(self, latents: FrameLatents, predictor: ACPredictor, spec: DictConfig | dict):
+        super().__init__()
+        self.latents = latents
+        self.predictor = predictor.eval().requires_grad_(False)
+        self.spec = OmegaConf.create(spec) if isinstance(spec, dict) else spec
+
+    @property
+    def action_dim(self) -> int:
+        return self.predictor.cfg.action_dim
+
+    @property
+    def state_dim(self) -> int:
+        return self.predictor.cfg.state_dim
+
+    @property
+    def resolution(self) -> int:
+        return self.latents.crop_size
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.predictor.parameters()).device
+
+    @classmethod
+    def from_config(cls, spec: DictConfig | dict, seed: int = 0) -> "WorldModel":
+        """A world model with random weights (timing and tests), from a `world_model` spec."""
+        torch.manual_seed(seed)
+        return cls(*build_modules(spec), spec)
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path, device: str | torch.device = "cpu") -> "WorldModel":
+        """Encoder + predictor + config from one fine-tuning checkpoint directory."""
+        cfg = load_config(path)
+        if "world_model" not in cfg:
+            raise ValueError(f"{Path(path) / 'config.yaml'} has no 'world_model' section: not a fine-tuning checkpoint")
+        latents, predictor = build_modules(cfg.world_model)
+        weights = load_weights(path)
+        load_state_into(latents.encoder, split_prefix(weights, "encoder"), source=f"{path} (encoder.*)")
+        load_state_into(predictor, split_prefix(weights, "predictor"), source=f"{path} (predictor.*)")
+        return cls(latents, predictor, cfg.world_model).to(device)
+
+    def _as_tensor(self, x, name: str, last_dim: int) -> torch.Tensor:
+        x = torch.as_tensor(np.asarray(x) if not isinstance(x, torch.Tensor) else x, dtype=torch.float32)  # no copy if already float32
+        if x.ndim < 2 or x.shape[-1] != last_dim:
+            raise ValueError(f"{name} must be [..., {last_dim}], got {tuple(x.shape)} "
+                             f"(the world model's {name} dimension is {last_dim})")
+        return x.to(self.device)
+
+    @torch.inference_mode()
+    def encode(self, frames) -> torch.Tensor:
+        """uint8 frames `[B, H, W, 3]` (numpy or tensor) -> latents `[B, N, D]`."""
+        x = normalize_frames(frames)
+        if x.ndim != 4:
+            raise ValueError(f"encode expects frames [B, H, W, 3], got {tuple(np.shape(frames))}")
+        return self.latents(x.to(self.device))
+
+    def rollout(self, z: torch.Tensor, state, actions) -> torch.Tensor:
+        """Predict latents of the next H frames for B candidate action sequences at once.
+
+        z `[1|B, N, D]`, state `[1|B, 7]`, actions `[B, H, 7]` -> `[B, H, N, D]`. The state is
+        integrated (`state + action`), not predicted. A batch-1 z/state is embedded once and
+        broadcast; each step adds one block per candidate and reuses the earlier blocks' keys and
+        values (KV cache). Runs under `torch.inference_mode` unless `actions` requires grad (gradient
+        planners).
+        """
+        actions = self._as_tensor(actions, "action", self.action_dim)
+        state = self._as_tensor(state, "state", self.state_dim)
+        if actions.ndim != 3:
+            raise ValueError(f"actions must be [B, H, {self.action_dim}], got {tuple(actions.shape)}")
+        if z.ndim != 3 or state.ndim != 2 or z.shape[0] not in (1, actions.shape[0]) \
+                or state.shape[0] not in (1, actions.shape[0]):
+            raise ValueError(f"rollout expects z [1|B, N, D], state [1|B, {self.state_dim}] with B = "
+                             f"{actions.shape[0]}; got z {tuple(z.shape)}, state {tuple(state.shape)}")
+        if actions.requires_grad:
+            with torch.enable_grad():  # z may come from encode() (an inference tensor): use a copy
+                return self._rollout(z.to(self.device).clone(), state, actions)
+        with torch.inference_mode():
+            return self._rollout(z.to(self.device), state, actions)
+
+    def _rollout(self, z: torch.Tensor, state: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        cache = self.predictor.new_cache()
+        preds = []
+        for h in range(actions.shape[1]):
+            z = self.predictor.step(z, state, actions[:, h], cache)
+            state = state + actions[:, h]
+            preds.append(z)
+        return torch.stack(preds, dim=1)
