@@ -1,0 +1,142 @@
+"""What every planner shares: action bounds, frozen dimensions, warm start, seeding, scoring."""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from planners.energy import ENERGY_REDUCTIONS, latent_l1_energy, mask_non_finite
+from planners.protocol import WorldModel
+
+
+class Planner:
+    """Base class of all planners:
+    `plan(world_model, z_now [1, N, D], state_now [1, S], z_goal [1, N, D]) -> actions [H, A]`.
+
+    Actions stay inside [action_low, action_high] (the env's per-step bounds); `frozen_dims` are held
+    at zero (or the nearest bound), e.g. [3, 4, 5] keeps the orientation fixed. The planner is
+    stateful across MPC steps: after `shift(m)` (m actions executed) the next plan warm-starts from
+    the rest of the previous solution. `reset(seed)` starts a new episode. After each `plan`,
+    `stats` holds the predicted energy of the best candidate seen, the number of rollout calls and
+    candidates, and how many non-finite candidates were skipped.
+    """
+
+    def __init__(
+        self,
+        action_low: Sequence[float] | np.ndarray,
+        action_high: Sequence[float] | np.ndarray,
+        horizon: int = 2,
+        frozen_dims: Sequence[int] = (),
+        energy: str = "final",
+        seed: int = 0,
+    ):
+        low = torch.as_tensor(np.asarray(action_low, dtype=np.float32))
+        high = torch.as_tensor(np.asarray(action_high, dtype=np.float32))
+        if low.dim() != 1 or low.shape != high.shape:
+            raise ValueError(f"action bounds must be 1-D of equal length, got {tuple(low.shape)} and {tuple(high.shape)}")
+        if not (torch.isfinite(low).all() and torch.isfinite(high).all()) or (low > high).any():
+            raise ValueError(f"action bounds must be finite with low <= high, got low={low.tolist()} high={high.tolist()}")
+        if horizon < 1:
+            raise ValueError(f"horizon must be >= 1, got {horizon}")
+        if energy not in ENERGY_REDUCTIONS:
+            raise ValueError(f"energy must be one of {ENERGY_REDUCTIONS}, got {energy!r}")
+        bad = [d for d in frozen_dims if not 0 <= d < low.numel()]
+        if bad:
+            raise ValueError(f"frozen_dims {bad} out of range for a {low.numel()}-D action")
+        self.low, self.high = low, high
+        self.horizon = horizon
+        self.energy = energy
+        self.frozen = torch.zeros(low.numel(), dtype=torch.bool)
+        self.frozen[list(frozen_dims)] = True
+        self.rest = torch.zeros_like(low).clamp(low, high)  # the "do nothing" action, frozen dims' value
+        self.seed = seed
+        self.generator = torch.Generator().manual_seed(seed)
+        self.previous: torch.Tensor | None = None
+        self.stats: dict[str, float] = {}
+
+    @property
+    def action_dim(self) -> int:
+        return self.low.numel()
+
+    @property
+    def mid(self) -> torch.Tensor:
+        return (self.low + self.high) / 2
+
+    @property
+    def half_range(self) -> torch.Tensor:
+        return (self.high - self.low) / 2
+
+    def reset(self, seed: int | None = None) -> None:
+        """Forget the warm start and reseed (with `seed`, or the planner's own seed)."""
+        if seed is not None:
+            self.seed = seed
+        self.generator.manual_seed(self.seed)
+        self.previous = None
+
+    def shift(self, steps: int) -> None:
+        """`steps` actions of the last plan were executed: keep the rest as the next warm start."""
+        if self.previous is None:
+            return
+        rest = self.previous[steps:]
+        pad = self.rest.expand(self.horizon - rest.shape[0], -1)
+        self.previous = torch.cat([rest, pad]) if rest.shape[0] else None
+
+    def plan(self, world_model: WorldModel, z_now: torch.Tensor, state_now: torch.Tensor, z_goal: torch.Tensor) -> torch.Tensor:
+        """Return the action sequence [H, A] that minimises the energy to z_goal."""
+        self._check_inputs(world_model, z_now, state_now, z_goal)
+        self.stats = {"rollout_calls": 0, "candidates": 0, "skipped_nonfinite": 0, "energy": float("inf")}
+        actions = self._optimize(world_model, z_now.detach(), state_now.detach().float(), z_goal.detach())
+        self.previous = actions.detach().clone()
+        return actions.detach().clone()
+
+    def _optimize(self, world_model: WorldModel, z_now: torch.Tensor, state_now: torch.Tensor, z_goal: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def _check_inputs(self, world_model: WorldModel, z_now: torch.Tensor, state_now: torch.Tensor, z_goal: torch.Tensor) -> None:
+        model_dim = getattr(world_model, "action_dim", None)
+        if model_dim is not None and model_dim != self.action_dim:
+            raise ValueError(
+                f"the world model takes {model_dim}-D actions but the planner's action bounds are "
+                f"{self.action_dim}-D (checkpoint trained for another robot/env?)"
+            )
+        if z_now.dim() != 3 or z_now.shape[0] != 1:
+            raise ValueError(f"z_now must be [1, N, D], got {tuple(z_now.shape)}")
+        if z_goal.shape != z_now.shape:
+            raise ValueError(
+                f"z_goal {tuple(z_goal.shape)} must have the shape of z_now {tuple(z_now.shape)} "
+                "(goal image of another size than the camera frames?)"
+            )
+        if state_now.dim() != 2 or state_now.shape[0] != 1:
+            raise ValueError(f"state_now must be [1, S], got {tuple(state_now.shape)}")
+
+    def _warm_mean(self) -> torch.Tensor:
+        """The previous solution (shifted) or the rest action, [H, A]."""
+        if self.previous is not None:
+            return self.previous.clone()
+        return self.rest.expand(self.horizon, -1).clone()
+
+    def _clip(self, actions: torch.Tensor) -> torch.Tensor:
+        """Clip to the bounds and put the frozen dimensions at their fixed value."""
+        actions = torch.maximum(torch.minimum(actions, self.high), self.low)
+        return torch.where(self.frozen, self.rest, actions)
+
+    def _score(self, z_pred: torch.Tensor, z_goal: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        """Energies [B] of predictions z_pred [B, H, N, D]; non-finite ones become +inf (skipped)."""
+        if z_pred.shape[:2] != actions.shape[:2]:
+            raise ValueError(
+                f"world model rollout returned {tuple(z_pred.shape)}, expected [B, H, N, D] with "
+                f"B, H = {tuple(actions.shape[:2])}"
+            )
+        energies, skipped = mask_non_finite(latent_l1_energy(z_pred.float(), z_goal.float(), self.energy))
+        self.stats["rollout_calls"] += 1
+        self.stats["candidates"] += actions.shape[0]
+        self.stats["skipped_nonfinite"] += skipped
+        self.stats["energy"] = min(self.stats["energy"], float(energies.detach().min()))
+        return energies
+
+    def _evaluate(self, world_model: WorldModel, z_now: torch.Tensor, state_now: torch.Tensor, z_goal: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        """All candidates [B, H, A] through one rollout call -> energies [B] (no gradients)."""
+        with torch.no_grad():
+            z_pred = world_model.rollout(z_now, state_now, actions)
+        return self._score(z_pred, z_goal, actions)
