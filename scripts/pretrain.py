@@ -1,0 +1,19 @@
+"""V-JEPA pretraining of the video encoder (Hydra entry point; see configs/pretrain.yaml).
+
+    python scripts/pretrain.py data.root=data/videos run_dir=runs/pretrain_tiny
+    torchrun --nproc_per_node=2 scripts/pretrain.py data.root=data/videos device=cpu
+"""
+
+import hydra
+from omegaconf import DictConfig
+
+from vjepa_ac.pretrain import pretrain
+
+
+@hydra.main(config_path="../configs", config_name="pretrain", version_base=None)
+def main(cfg: DictConfig) -> None:
+    print(f"checkpoint: {pretrain(cfg)}")
+
+
+if __name__ == "__main__":
+    main()
