@@ -1,0 +1,28 @@
+"""MuJoCo table-top manipulation envs (a Panda-like arm, four tasks) and their scripted experts.
+
+``import envs`` registers ``vjepa_ac/{Reach,Grasp,ReachWithObject,PickPlace}-v0`` with gymnasium.
+"""
+
+from envs.rendering import select_gl_backend
+
+select_gl_backend()   # before anything imports mujoco
+
+import gymnasium  # noqa: E402
+
+from envs.config import TASK_IDS, load_task_config  # noqa: E402
+from envs.experts import ScriptedExpert, make_expert  # noqa: E402
+from envs.manipulation import ManipulationEnv  # noqa: E402
+
+for _task, _env_id in TASK_IDS.items():
+    if _env_id not in gymnasium.registry:
+        gymnasium.register(id=_env_id, entry_point="envs.manipulation:ManipulationEnv", kwargs={"task": _task})
+
+
+def make_env(task: str, **config) -> gymnasium.Env:
+    """``gymnasium.make`` by task name (a configs/env/*.yaml stem) with config overrides."""
+    if task not in TASK_IDS:
+        raise ValueError(f"unknown task {task!r}; valid tasks: {sorted(TASK_IDS)}")
+    return gymnasium.make(TASK_IDS[task], **config)
+
+
+__all__ = ["TASK_IDS", "ManipulationEnv", "ScriptedExpert", "load_task_config", "make_env", "make_expert"]

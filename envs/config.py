@@ -1,0 +1,45 @@
+"""Task configurations: configs/env/base.yaml merged with configs/env/<task>.yaml.
+
+The YAML files are the single source of defaults; the env takes every key as a keyword argument,
+so ``gymnasium.make("vjepa_ac/Grasp-v0", resolution=256)`` and a Hydra ``env=grasp`` group agree.
+"""
+
+from pathlib import Path
+from typing import Any
+
+from omegaconf import OmegaConf
+
+CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs" / "env"
+
+# task name (config file stem) -> gymnasium id
+TASK_IDS = {
+    "reach": "vjepa_ac/Reach-v0",
+    "grasp": "vjepa_ac/Grasp-v0",
+    "reach_with_object": "vjepa_ac/ReachWithObject-v0",
+    "pick_place": "vjepa_ac/PickPlace-v0",
+}
+
+
+def _load_yaml(path: Path) -> dict:
+    if not path.is_file():
+        raise FileNotFoundError(f"env config {path} not found (configs/ must sit beside envs/)")
+    return OmegaConf.to_container(OmegaConf.load(path), resolve=True)
+
+
+def load_task_config(task: str, **overrides: Any) -> dict:
+    """Defaults of ``task`` from YAML, with ``overrides`` applied; unknown names fail listing the valid ones."""
+    if task not in TASK_IDS:
+        raise ValueError(f"unknown task {task!r}; valid tasks: {sorted(TASK_IDS)}")
+    task_cfg = _load_yaml(CONFIG_DIR / f"{task}.yaml")
+    cfg = {}
+    for parent in task_cfg.pop("defaults", []):
+        if parent != "_self_":
+            cfg.update(_load_yaml(CONFIG_DIR / f"{parent}.yaml"))
+    cfg.update(task_cfg)
+    unknown = sorted(set(overrides) - set(cfg))
+    if unknown:
+        raise ValueError(f"unknown env config keys {unknown} for task {task!r}; valid keys: {sorted(cfg)}")
+    if overrides.get("task", task) != task:
+        raise ValueError(f"config says task={overrides['task']!r} but the env is {task!r}")
+    cfg.update(overrides)
+    return cfg

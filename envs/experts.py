@@ -1,0 +1,106 @@
+"""Privileged scripted experts: approach, descend, close, lift, carry, release.
+
+The expert is stateless: each call reads the simulator state (object pose, contacts, commanded
+closure) and decides its phase from it, so it works from any state, including states restored with
+``set_sim_state``. Motions are proportional steps toward a waypoint, clipped to the action bounds.
+"""
+
+import gymnasium as gym
+import numpy as np
+
+from envs.rotations import mat_to_euler, quat_to_mat, wrap_angle
+
+APPROACH_HEIGHT = 0.1     # pre-grasp / pre-place waypoint above the object
+MIN_GRASP_Z = 0.02        # lowest end-effector height for a grasp (fingertips stay off the table)
+ALIGN_TOL = 0.012         # xy error allowed before descending
+DESCEND_TOL = 0.025       # xy error tolerated once descending (hysteresis)
+AT_TOL = 0.01             # position error counted as "arrived"
+
+
+class ScriptedExpert:
+    """``act()`` returns the next action for the env's current state (privileged: reads object poses)."""
+
+    def __init__(self, env: gym.Env, noise: float = 0.0, rng: np.random.Generator | None = None):
+        self.env = env.unwrapped
+        self.noise = float(noise)
+        self.rng = rng if rng is not None else np.random.default_rng()
+        self.high = self.env.action_space.high.astype(np.float64)
+
+    def act(self) -> np.ndarray:
+        env = self.env
+        if env.task.name == "reach":
+            goal, yaw, closure = env.target_pos, None, env.cmd_closure
+        else:
+            goal, yaw, closure = self._manipulate(env)
+        action = self._move(env, goal, yaw, closure)
+        if self.noise > 0:
+            action = action + self.noise * self.high * self.rng.standard_normal(7)
+        return np.clip(action, -self.high, self.high).astype(np.float32)
+
+    def _move(self, env, goal_pos: np.ndarray, goal_yaw: float | None, closure: float) -> np.ndarray:
+        """Delta action toward an end-effector waypoint, upright gripper, commanded closure."""
+        euler = mat_to_euler(env.ee_mat)
+        yaw_delta = 0.0 if goal_yaw is None else wrap_angle(goal_yaw - euler[2])
+        return np.concatenate([goal_pos - env.ee_pos, [-euler[0], -euler[1], yaw_delta],
+                               [closure - env.cmd_closure]])
+
+    def _grasp_yaw(self, env) -> float:
+        """Gripper yaw that closes the fingers on two opposite cube faces (any yaw for a cylinder)."""
+        ee_yaw = mat_to_euler(env.ee_mat)[2]
+        if env.object.kind != "cube":
+            return ee_yaw
+        x_axis = quat_to_mat(env.object_quat)[:, 0]
+        cube_yaw = np.arctan2(x_axis[1], x_axis[0])
+        return ee_yaw + (wrap_angle(4 * (cube_yaw - ee_yaw)) / 4)
+
+    def _manipulate(self, env) -> tuple[np.ndarray, float | None, float]:
+        """Waypoint, yaw and closure for the object tasks."""
+        ee, obj = env.ee_pos, env.object_pos
+        held = env.cmd_closure > 0.5 and env.is_grasped()
+        if env.task.name == "pick_place" and self._placed(env):
+            if env.cmd_closure > 0 or env.gripper_closure > 0.05:
+                return ee, None, 0.0                                   # release, wait for the fingers
+            return ee + np.array([0, 0, APPROACH_HEIGHT]), None, 0.0   # retreat upward
+        if held:
+            return self._carry(env), None, 1.0
+        grasp = np.array([obj[0], obj[1], max(obj[2], MIN_GRASP_Z)])
+        above = grasp + np.array([0, 0, APPROACH_HEIGHT])
+        yaw = self._grasp_yaw(env)
+        if env.cmd_closure > 0.5:          # closing or closed without a grasp
+            if env.gripper_closure < 0.95 and np.linalg.norm(ee - grasp) < 2 * AT_TOL:
+                return ee, yaw, 1.0        # fingers still closing on the object
+            return ee + np.array([0, 0, 0.03]), yaw, 0.0      # missed: open and back off upward
+        xy_err = np.linalg.norm(ee[:2] - grasp[:2])
+        yaw_err = abs(wrap_angle(yaw - mat_to_euler(env.ee_mat)[2]))
+        descending = ee[2] < above[2] - AT_TOL
+        if xy_err > (DESCEND_TOL if descending else ALIGN_TOL) or yaw_err > 0.1:
+            return above, yaw, 0.0
+        if np.linalg.norm(ee - grasp) > AT_TOL:
+            return grasp, yaw, 0.0
+        return ee, yaw, 1.0
+
+    def _carry(self, env) -> np.ndarray:
+        """End-effector waypoint that moves the held object toward the task's target."""
+        offset = env.ee_pos - env.object_pos
+        target = env.target_pos
+        if env.task.name == "pick_place":
+            xy_err = np.linalg.norm(env.object_pos[:2] - target[:2])
+            carrying_high = env.object_pos[2] > target[2] + APPROACH_HEIGHT - AT_TOL
+            if xy_err > (DESCEND_TOL if not carrying_high else ALIGN_TOL):
+                target = np.array([target[0], target[1], target[2] + APPROACH_HEIGHT])
+                if env.object_pos[2] < env.object_rest_z + 0.03:   # lift clear of the table first
+                    target = np.array([*env.object_pos[:2], target[2]])
+            elif env.object_pos[2] - env.object_rest_z < 0.004:
+                return env.ee_pos                                 # on the table: stop (then release)
+        return target + offset
+
+    @staticmethod
+    def _placed(env) -> bool:
+        near = np.linalg.norm(env.object_pos[:2] - env.target_pos[:2]) < 2 * ALIGN_TOL
+        return bool(near and env.object_pos[2] - env.object_rest_z < 0.004)
+
+
+def make_expert(env: gym.Env, noise: float = 0.0, rng: np.random.Generator | None = None) -> ScriptedExpert:
+    """Scripted expert for ``env`` (any of the four tasks); ``noise`` is the std of Gaussian action
+    noise as a fraction of each action bound."""
+    return ScriptedExpert(env, noise=noise, rng=rng)

@@ -1,0 +1,321 @@
+"""The table-top manipulation env shared by all four tasks (see envs/tasks.py for what differs)."""
+
+from typing import Any
+
+import gymnasium as gym
+import mujoco
+import numpy as np
+from gymnasium import spaces
+
+from envs.config import load_task_config
+from envs.controller import DifferentialIK
+from envs.rendering import make_renderer
+from envs.rotations import euler_to_mat, mat_to_euler, wrap_angle, yaw_quat
+from envs.scene import (FINGER_OPEN, HOME_QPOS, OBJECT_KINDS, TABLE_TOP, ObjectSpec, SceneHandles, apply_object,
+                        build_model)
+from envs.tasks import TASKS
+
+STATE_LOW = np.array([-np.inf, -np.inf, -np.inf, -np.pi, -np.pi / 2, -np.pi, 0.0], dtype=np.float32)
+STATE_HIGH = np.array([np.inf, np.inf, np.inf, np.pi, np.pi / 2, np.pi, 1.0], dtype=np.float32)
+PHYSICS_STATE = mujoco.mjtState.mjSTATE_INTEGRATION   # qpos, qvel, ctrl, warm start, time, ...
+EPISODE_STATE_SIZE = 6 + 1 + 1 + 3 + 4 + 3   # commanded pose, closure, object kind, size, rgba, target
+
+
+class ManipulationEnv(gym.Env):
+    """A Panda-like arm on a table with one object, driven by end-effector delta actions.
+
+    obs: ``{"pixels": uint8[H, W, 3], "state": float32[7]}`` (+ ``"wrist_pixels"`` with ``wrist_camera``),
+    state = ``[x, y, z, roll, pitch, yaw, gripper]`` of the end-effector site (extrinsic XYZ Euler; zero
+    angles = gripper pointing straight down, fingers closing along world y; gripper = measured closure,
+    0 open .. 1 closed). action = per-step delta of that state; the gripper entry changes the
+    *commanded* closure. Episodes truncate after ``episode_steps``; they never terminate early, so
+    success is judged at the end of a fixed budget.
+    """
+
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 5}
+
+    def __init__(self, task: str, render_mode: str | None = "rgb_array", **config: Any):
+        self.cfg = cfg = load_task_config(task, **config)
+        if render_mode not in (None, "rgb_array"):
+            raise ValueError(f"render_mode {render_mode!r} not supported; valid: {self.metadata['render_modes']}")
+        self.render_mode = render_mode
+        self.task = TASKS[task](cfg)
+        self.resolution = int(cfg["resolution"])
+        if self.resolution < 8:
+            raise ValueError(f"resolution must be >= 8, got {cfg['resolution']}")
+        substeps = 1.0 / (cfg["control_hz"] * cfg["physics_timestep"])
+        if abs(substeps - round(substeps)) > 1e-6 or round(substeps) < 1:
+            raise ValueError(f"control_hz={cfg['control_hz']} x physics_timestep={cfg['physics_timestep']} "
+                             "must divide 1 (a whole number of physics steps per control step)")
+        self.substeps = round(substeps)
+        self.max_episode_steps = int(cfg["episode_steps"])
+        self.metadata = {**self.metadata, "render_fps": cfg["control_hz"]}
+        unknown = sorted(set(cfg["object_types"]) - set(OBJECT_KINDS))
+        if unknown or not cfg["object_types"]:
+            raise ValueError(f"object_types {cfg['object_types']} invalid; choose from {list(OBJECT_KINDS)}")
+
+        self.model = build_model(self.resolution, cfg["physics_timestep"], cfg["shadows"], cfg["multisamples"])
+        self.data = mujoco.MjData(self.model)
+        self.h = SceneHandles(self.model)
+        self.ik = DifferentialIK(self.model, self.h, cfg["ik_iterations"], cfg["ik_damping"],
+                                 cfg["ik_posture_gain"])
+        self._physics_size = mujoco.mj_stateSize(self.model, PHYSICS_STATE)
+        self._renderer = None
+
+        image = spaces.Box(0, 255, (self.resolution, self.resolution, 3), np.uint8)
+        obs_spaces = {"pixels": image, "state": spaces.Box(STATE_LOW, STATE_HIGH, dtype=np.float32)}
+        if cfg["wrist_camera"]:
+            obs_spaces["wrist_pixels"] = image
+        self.observation_space = spaces.Dict(obs_spaces)
+        bound = np.array([cfg["max_pos_delta"]] * 3 + [cfg["max_rot_delta"]] * 3 + [1.0], dtype=np.float32)
+        self.action_space = spaces.Box(-bound, bound, dtype=np.float32)
+        self._ws_low = np.asarray(cfg["workspace_low"], float)
+        self._ws_high = np.asarray(cfg["workspace_high"], float)
+
+        self.cmd_pose = np.zeros(6)   # commanded end-effector [x, y, z, roll, pitch, yaw]
+        self.cmd_closure = 0.0
+        self.object = ObjectSpec("cube", self.h.max_object_size["cube"].copy(), np.array([0.8, 0.2, 0.2, 1.0]))
+        self.target_pos = np.zeros(3)
+        self.goal_pixels = np.zeros((self.resolution, self.resolution, 3), np.uint8)
+        self.goal_wrist_pixels = self.goal_pixels.copy()
+        self.goal_features = np.zeros_like(self.task.features(self))
+        self.goal_reached = False   # did the goal-making expert run succeed
+        self._steps = 0
+
+    # ----- privileged quantities (experts, success, metrics; never the learned planner) -----
+    @property
+    def ee_pos(self) -> np.ndarray:
+        return self.data.site_xpos[self.h.ee_site].copy()
+
+    @property
+    def ee_mat(self) -> np.ndarray:
+        return self.data.site_xmat[self.h.ee_site].reshape(3, 3).copy()
+
+    @property
+    def gripper_closure(self) -> float:
+        opening = self.data.qpos[self.h.finger_qpos].mean() / FINGER_OPEN
+        return float(np.clip(1.0 - opening, 0.0, 1.0))
+
+    @property
+    def object_pos(self) -> np.ndarray:
+        return self.data.qpos[self.h.object_qpos:self.h.object_qpos + 3].copy()
+
+    @property
+    def object_quat(self) -> np.ndarray:
+        return self.data.qpos[self.h.object_qpos + 3:self.h.object_qpos + 7].copy()
+
+    @property
+    def object_rest_z(self) -> float:
+        return TABLE_TOP + self.object.half_height
+
+    def _touching(self, geom: int, other: int) -> bool:
+        pairs = self.data.contact.geom[: self.data.ncon]
+        return bool(np.any(((pairs[:, 0] == geom) & (pairs[:, 1] == other))
+                           | ((pairs[:, 0] == other) & (pairs[:, 1] == geom))))
+
+    @property
+    def _object_geom(self) -> int:
+        return self.h.object_geoms[self.object.kind]
+
+    def is_grasped(self) -> bool:
+        """Both finger pads touch the object."""
+        return self._touching(self.h.left_pad, self._object_geom) and self._touching(self.h.right_pad,
+                                                                                     self._object_geom)
+
+    def touching_fingers(self) -> bool:
+        return self._touching(self.h.left_pad, self._object_geom) or self._touching(self.h.right_pad,
+                                                                                    self._object_geom)
+
+    def touching_table(self) -> bool:
+        return self._touching(self.h.table, self._object_geom)
+
+    def privileged_features(self) -> np.ndarray:
+        """Task-relevant privileged vector; L1 to ``goal_features`` is a task distance."""
+        return self.task.features(self)
+
+    def is_success(self) -> bool:
+        return self.task.is_success(self)
+
+    # ----- simulation state -----
+    def get_sim_state(self) -> np.ndarray:
+        """Full physics, controller and episode state as one float vector (see ``set_sim_state``)."""
+        physics = np.empty(self._physics_size)
+        mujoco.mj_getState(self.model, self.data, physics, PHYSICS_STATE)
+        episode = np.concatenate([self.cmd_pose, [self.cmd_closure, OBJECT_KINDS.index(self.object.kind)], self.object.size,
+                                  self.object.rgba, self.target_pos])
+        return np.concatenate([physics, episode])
+
+    def set_sim_state(self, state: np.ndarray) -> None:
+        """Restore a vector from ``get_sim_state`` (also the episode's object and target)."""
+        state = np.asarray(state, dtype=np.float64)
+        expected = self._physics_size + EPISODE_STATE_SIZE
+        if state.shape != (expected,):
+            raise ValueError(f"sim state must have shape ({expected},), got {state.shape}")
+        physics, episode = state[: self._physics_size], state[self._physics_size:]
+        self.cmd_pose = episode[:6].copy()
+        self.cmd_closure = float(episode[6])
+        self.object = ObjectSpec(OBJECT_KINDS[int(episode[7])], episode[8:11].copy(), episode[11:15].copy())
+        self.target_pos = episode[15:18].copy()
+        apply_object(self.model, self.h, self.object, self.cfg["object_density"])
+        mujoco.mj_setState(self.model, self.data, physics, PHYSICS_STATE)
+        mujoco.mj_forward(self.model, self.data)
+
+    # ----- control -----
+    def _check_action(self, action) -> tuple[np.ndarray, bool]:
+        """Validate an action; return it clipped to the per-step bounds and whether clipping happened."""
+        action = np.asarray(action)
+        if action.shape != (7,):
+            raise ValueError(f"action must have shape (7,) = [dx, dy, dz, droll, dpitch, dyaw, dgripper], "
+                             f"got shape {action.shape}")
+        if not np.issubdtype(action.dtype, np.number) or not np.all(np.isfinite(action)):
+            raise ValueError(f"action must be finite numbers, got {action}")
+        action = action.astype(np.float64)
+        clipped = np.clip(action, self.action_space.low, self.action_space.high)
+        return clipped, bool(np.any(clipped != action))
+
+    def step_physics(self, action) -> None:
+        """One control step (validated, clipped) without rendering: for oracle rollouts and goal making."""
+        action, _ = self._check_action(action)
+        self._control_step(action)
+
+    def _control_step(self, action: np.ndarray) -> None:
+        """Integrate the delta onto the commanded pose, solve IK, run the physics substeps.
+
+        The commanded pose (not the measured one) is integrated so that a zero action holds still under
+        contact forces; it is re-anchored to the measured pose when they drift apart (blocked motion),
+        which bounds wind-up.
+        """
+        ee_pos, ee_euler = self.ee_pos, mat_to_euler(self.ee_mat)
+        if np.linalg.norm(self.cmd_pose[:3] - ee_pos) > self.cfg["anchor_distance"] or \
+                np.abs(wrap_angle(self.cmd_pose[3:] - ee_euler)).max() > self.cfg["anchor_angle"]:
+            self.cmd_pose = np.concatenate([ee_pos, ee_euler])
+        target = self.cmd_pose + action[:6]
+        target[:3] = np.clip(target[:3], self._ws_low, self._ws_high)
+        target[3:5] = np.clip(target[3:5], -self.cfg["max_tilt"], self.cfg["max_tilt"])
+        target[5] = wrap_angle(target[5])
+        self.cmd_pose = target
+        q = self.ik.solve(self.data.qpos[self.h.arm_qpos], target[:3], euler_to_mat(target[3:]))
+        self.data.ctrl[self.h.arm_act] = q
+        self._set_closure(float(np.clip(self.cmd_closure + action[6], 0.0, 1.0)))
+        mujoco.mj_step(self.model, self.data, nstep=self.substeps)
+
+    def _set_closure(self, closure: float) -> None:
+        self.cmd_closure = closure
+        self.data.ctrl[self.h.finger_act] = FINGER_OPEN * (1.0 - closure)
+
+    # ----- episodes -----
+    def _sample_object(self, rng: np.random.Generator) -> ObjectSpec:
+        cfg = self.cfg
+        kind = cfg["object_types"][rng.integers(len(cfg["object_types"]))]
+        if kind == "cube":
+            size = np.full(3, rng.uniform(*cfg["cube_size"]) / 2)
+        else:
+            size = np.array([rng.uniform(*cfg["cylinder_radius"]), rng.uniform(*cfg["cylinder_height"]) / 2, 0.0])
+        base = np.asarray(cfg["object_colors"][rng.integers(len(cfg["object_colors"]))], float)
+        rgb = np.clip(base + rng.uniform(-cfg["color_jitter"], cfg["color_jitter"], 3), 0.0, 1.0)
+        return ObjectSpec(kind, size, np.append(rgb, 1.0))
+
+    def _place_arm(self, ee_pos: np.ndarray, ee_yaw: float) -> None:
+        q = self.ik.solve(HOME_QPOS, ee_pos, euler_to_mat(np.array([0.0, 0.0, ee_yaw])), iterations=100)
+        self.data.qpos[self.h.arm_qpos] = q
+        self.data.ctrl[self.h.arm_act] = q
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        super().reset(seed=seed)
+        rng, cfg = self.np_random, self.cfg
+        mujoco.mj_resetData(self.model, self.data)
+        self.object = self._sample_object(rng)
+        apply_object(self.model, self.h, self.object, cfg["object_density"])
+        ee_pos = rng.uniform(cfg["ee_start_low"], cfg["ee_start_high"])
+        ee_yaw = rng.uniform(*cfg["ee_start_yaw"])
+        self._place_arm(ee_pos, ee_yaw)
+        obj = self.h.object_qpos
+        if self.task.start_grasped:
+            self.data.qpos[obj:obj + 3] = ee_pos
+            self.data.qpos[obj + 3:obj + 7] = yaw_quat(ee_yaw)
+            self.data.qpos[self.h.finger_qpos] = self.object.half_width
+            self._set_closure(1.0)
+        else:
+            xy = rng.uniform(cfg["object_xy_low"], cfg["object_xy_high"])
+            self.data.qpos[obj:obj + 3] = [xy[0], xy[1], self.object_rest_z]
+            self.data.qpos[obj + 3:obj + 7] = yaw_quat(rng.uniform(*cfg["object_yaw"]))
+            self.data.qpos[self.h.finger_qpos] = FINGER_OPEN
+            self._set_closure(0.0)
+        mujoco.mj_forward(self.model, self.data)
+        mujoco.mj_step(self.model, self.data, nstep=self.substeps)   # settle contacts for one control step
+        self.cmd_pose = np.concatenate([self.ee_pos, mat_to_euler(self.ee_mat)])
+        self.target_pos = self.task.sample_target(rng, self)
+        self._make_goal()
+        self._steps = 0
+        return self._obs(), self._info(action_clipped=False)
+
+    def _make_goal(self) -> None:
+        """Goal image and features: the scripted expert's final state, run on a copy of this state."""
+        from envs.experts import ScriptedExpert
+        start = self.get_sim_state()
+        expert = ScriptedExpert(self, noise=0.0)
+        for _ in range(self.max_episode_steps):
+            self._control_step(expert.act())
+        self.goal_pixels = self._render_camera(self.cfg["camera"])
+        if self.cfg["wrist_camera"]:
+            self.goal_wrist_pixels = self._render_camera("wrist")
+        self.goal_features = self.privileged_features()
+        self.goal_reached = self.is_success()
+        self.set_sim_state(start)
+
+    def step(self, action):
+        action, clipped = self._check_action(action)
+        self._control_step(action)
+        self._steps += 1
+        obs = self._obs()
+        info = self._info(action_clipped=clipped)
+        truncated = self._steps >= self.max_episode_steps
+        return obs, float(info["is_success"]), False, truncated, info
+
+    # ----- observations -----
+    def _state(self) -> np.ndarray:
+        euler = mat_to_euler(self.ee_mat)
+        return np.concatenate([self.ee_pos, euler, [self.gripper_closure]]).astype(np.float32)
+
+    def _render_camera(self, camera: str) -> np.ndarray:
+        if self._renderer is None:
+            self._renderer = make_renderer(self.model, self.resolution)
+        self._renderer.update_scene(self.data, camera=camera)
+        return self._renderer.render()
+
+    def _obs(self) -> dict:
+        obs = {"pixels": self._render_camera(self.cfg["camera"]), "state": self._state()}
+        if self.cfg["wrist_camera"]:
+            obs["wrist_pixels"] = self._render_camera("wrist")
+        return obs
+
+    def _info(self, action_clipped: bool) -> dict:
+        features = self.privileged_features()
+        info = {
+            "goal_pixels": self.goal_pixels.copy(),
+            "is_success": self.is_success(),
+            "distances": {
+                "ee_to_target": float(np.linalg.norm(self.ee_pos - self.target_pos)),
+                "object_to_target": float(np.linalg.norm(self.object_pos - self.target_pos)),
+                "ee_to_object": float(np.linalg.norm(self.ee_pos - self.object_pos)),
+                "goal_features_l1": float(np.abs(features - self.goal_features).sum()),
+            },
+            "action_clipped": action_clipped,
+            "ee_pos": self.ee_pos,
+            "object_pos": self.object_pos,
+            "object_quat": self.object_quat,
+            "target_pos": self.target_pos.copy(),
+        }
+        if self.cfg["wrist_camera"]:
+            info["goal_wrist_pixels"] = self.goal_wrist_pixels.copy()
+        return info
+
+    def render(self):
+        if self.render_mode is None:
+            return None
+        return self._render_camera(self.cfg["camera"])
+
+    def close(self):
+        if self._renderer is not None:
+            self._renderer.close()
+            self._renderer = None
