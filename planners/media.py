@@ -1,0 +1,49 @@
+"""Pictures of an MPC episode: a video of the camera beside the goal, and energy per step."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from planners.mpc import EpisodeResult
+
+
+def side_by_side(frame: np.ndarray, goal: np.ndarray, scale: int = 4) -> np.ndarray:
+    """[H, W, 3] camera frame and goal -> [scale*H, scale*(2W + 2), 3], a white gap between them."""
+    gap = np.full((frame.shape[0], 2, 3), 255, dtype=np.uint8)
+    image = np.concatenate([frame, gap, goal], axis=1)
+    return image.repeat(scale, axis=0).repeat(scale, axis=1)
+
+
+def write_episode_video(result: EpisodeResult, path: str | Path, fps: int = 5, scale: int = 4) -> None:
+    """mp4 of the camera view (left) beside the goal image (right), one frame per env step."""
+    import imageio.v3 as iio
+
+    if not result.frames or result.goal_pixels is None:
+        raise ValueError("the episode was run without record_frames=True: no frames to write")
+    video = np.stack([side_by_side(f, result.goal_pixels, scale) for f in result.frames])
+    video = video[:, : video.shape[1] // 2 * 2, : video.shape[2] // 2 * 2]  # even sizes for H.264
+    iio.imwrite(path, video, plugin="pyav", fps=fps, codec="libx264")
+
+
+def plot_energies(result: EpisodeResult, path: str | Path, title: str = "") -> None:
+    """Energy per planning step: the current frame's distance to the goal, and the planner's best
+    predicted energy; the first success step is marked."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    steps = [r.step for r in result.records]
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.plot(steps, [r.energy_now for r in result.records], "o-", label="now: |z(frame) - z(goal)|")
+    ax.plot(steps, [r.energy_planned for r in result.records], "s--", label="planned: best predicted energy")
+    if result.first_success_step is not None:
+        ax.axvline(result.first_success_step, color="green", alpha=0.5, label=f"first success (step {result.first_success_step})")
+    ax.set_xlabel("env step")
+    ax.set_ylabel("energy (L1)")
+    ax.set_title(title or f"seed {result.seed}: success at end {result.success_at_end}")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

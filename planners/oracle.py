@@ -1,0 +1,64 @@
+"""PRIVILEGED baseline: the simulator itself as the world model (an upper bound for planning).
+
+It reads the simulator's state, so it separates planner failures from world-model failures; it is
+never what the learned planner uses. Works on any env that offers (duck typing; `planners` does
+not import `envs`): `get_sim_state()`, `set_sim_state(s)`, `step_physics(action)`,
+`privileged_features()` and `goal_features`.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+REQUIRED = ("get_sim_state", "set_sim_state", "step_physics", "privileged_features", "goal_features")
+
+
+class PrivilegedOracleWorldModel:
+    """The simulator as a world model. PRIVILEGED: it reads the true simulator state.
+
+    Its "embedding" of the present is the env's privileged feature vector, shape [1, 1, F] (one
+    token), so planners and the L1 energy treat it like encoder latents; `encode` ignores the
+    pixels and reads the *current* simulator state, so call it only on the current observation
+    (as the MPC loop does). `encode_goal` returns the goal state's features. `rollout` clones the
+    simulator state, plays every candidate's actions from it and restores it afterwards.
+    """
+
+    privileged = True
+
+    def __init__(self, env):
+        self.sim = env.unwrapped
+        missing = [name for name in REQUIRED if not hasattr(self.sim, name)]
+        if missing:
+            raise TypeError(f"{type(self.sim).__name__} lacks {missing}, needed by the privileged oracle world model")
+        self.action_dim = int(np.prod(env.action_space.shape))
+
+    def _features(self, vector) -> torch.Tensor:
+        return torch.as_tensor(np.asarray(vector, dtype=np.float32))[None, None]  # [1, 1, F]
+
+    def encode(self, frames) -> torch.Tensor:
+        """Privileged features of the current simulator state, [B, 1, F] (pixels unused)."""
+        return self._features(self.sim.privileged_features()).expand(len(frames), -1, -1).clone()
+
+    def encode_goal(self, frames) -> torch.Tensor:
+        """Privileged features of the goal state, [B, 1, F] (pixels unused)."""
+        return self._features(self.sim.goal_features).expand(len(frames), -1, -1).clone()
+
+    def rollout(self, z: torch.Tensor, state: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        """Simulate each candidate from the current simulator state: actions [B, H, A] -> [B, H, 1, F].
+
+        `z` and `state` are not needed (the simulator holds the present) and are ignored.
+        """
+        actions = np.asarray(torch.as_tensor(actions).detach().cpu(), dtype=np.float32)
+        saved = self.sim.get_sim_state()
+        out = []
+        try:
+            for candidate in actions:
+                self.sim.set_sim_state(saved)
+                steps = []
+                for action in candidate:
+                    self.sim.step_physics(action)
+                    steps.append(np.asarray(self.sim.privileged_features(), dtype=np.float32))
+                out.append(steps)
+        finally:
+            self.sim.set_sim_state(saved)
+        return torch.from_numpy(np.asarray(out, dtype=np.float32))[:, :, None, :]
