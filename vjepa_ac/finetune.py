@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -52,10 +53,24 @@ def load_encoder(cfg: DictConfig) -> nn.Module:
     if cfg.source == "random":
         return VideoEncoder(encoder_config(OmegaConf.to_container(cfg.config, resolve=True)))
     if cfg.source == "pretrain":
-        from vjepa_ac.pretrain import load_pretrained_encoder
-
-        return load_pretrained_encoder(cfg.path)
+        return load_pretrained_encoder(cfg.path, cfg.get("weights", "target_encoder"))
     raise ValueError(f"encoder.source must be one of pretrain, hf, random; got {cfg.source!r}")
+
+
+def load_pretrained_encoder(path: str | Path, weights: str = "target_encoder") -> nn.Module:
+    """The encoder of a pretraining checkpoint (`scripts/pretrain.py`): its `model` config section holds
+    the `VJEPA2Config` fields; `weights` picks `target_encoder` (EMA, V-JEPA's choice) or `encoder`."""
+    from vjepa_ac.models.encoder import VideoEncoder
+
+    model_cfg = load_config(path).get("model")
+    if model_cfg is None:
+        raise ValueError(f"{Path(path) / 'config.yaml'} has no 'model' section: not a pretraining checkpoint")
+    encoder = VideoEncoder(encoder_config(OmegaConf.to_container(model_cfg, resolve=True)))
+    tensors = split_prefix(load_weights(path), weights)
+    if not tensors:
+        raise ValueError(f"pretraining checkpoint {path} holds no '{weights}.*' weights (encoder.weights)")
+    load_state_into(encoder, tensors, source=f"{path} ({weights}.*)")
+    return encoder
 
 
 class FinetuneLoss(nn.Module):
@@ -98,6 +113,16 @@ def check_dims(sample, predictor_cfg: ACPredictorConfig, data_cfg: DictConfig, r
 
 
 # ----------------------------------------------------------------------------- data
+
+
+def robot_log_dataset(data_cfg: DictConfig, split: str, predictor_cfg: ACPredictorConfig, resolution: int) -> Dataset:
+    """`RobotLogDataset` windows of the configured LeRobot folder, frames resized to the encoder's crop."""
+    from vjepa_ac.data.robot_logs import RobotLogDataset
+
+    return RobotLogDataset(data_cfg.root, camera_key=data_cfg.camera_key, state_key=data_cfg.state_key,
+                           action_key=data_cfg.action_key, num_steps=data_cfg.num_steps, split=split,
+                           state_dim=predictor_cfg.state_dim, action_dim=predictor_cfg.action_dim,
+                           resolution=resolution, **OmegaConf.to_container(data_cfg.reader, resolve=True))
 
 
 def latent_dataset(cfg: DictConfig, raw: Dataset, latents: FrameLatents, split: str, rank_is_main: bool,
@@ -149,8 +174,11 @@ def to_latents(batch, latents: FrameLatents, cached: bool, device: torch.device)
 # ----------------------------------------------------------------------------- training
 
 
-def finetune(cfg: DictConfig, train_set: Dataset, val_set: Dataset | None = None) -> Path:
-    """Train the predictor on `(frames [T,C,H,W], states [T,S], actions [T-1,A])` windows; returns the checkpoint dir."""
+def finetune(cfg: DictConfig, train_set: Dataset | None = None, val_set: Dataset | None = None) -> Path:
+    """Train the predictor on `(frames [T,C,H,W], states [T,S], actions [T-1,A])` windows; returns the checkpoint dir.
+
+    Without datasets, the train/val splits of the LeRobot folder `cfg.data.root` are read.
+    """
     info = setup_distributed(cfg.device)
     seed_everything(cfg.seed)
     out_dir = Path(cfg.out_dir)
@@ -162,6 +190,9 @@ def finetune(cfg: DictConfig, train_set: Dataset, val_set: Dataset | None = None
     spec = world_model_spec(cfg, encoder)
     pcfg = ACPredictorConfig(embed_dim=encoder.config.hidden_size, grid=latents.grid, **spec.predictor)
     predictor = ACPredictor(pcfg).to(info.device)
+    if train_set is None:
+        train_set = robot_log_dataset(cfg.data, "train", pcfg, latents.crop_size)
+        val_set = robot_log_dataset(cfg.data, "val", pcfg, latents.crop_size)
     check_dims(train_set[0], pcfg, cfg.data, tcfg.rollout_steps)
 
     cached = bool(cfg.cache.enabled)
@@ -184,48 +215,74 @@ def finetune(cfg: DictConfig, train_set: Dataset, val_set: Dataset | None = None
     num_workers = 0 if cached else tcfg.num_workers
     full_cfg = OmegaConf.merge(cfg, {"world_model": spec})
     tb = TensorBoardLogger(out_dir / "tb", enabled=info.is_main)
-    last_ckpt = ckpt_dir if ckpt_dir.exists() else None
-    bar = tqdm(total=tcfg.steps, initial=start_step, desc="finetune", disable=not info.is_main)
-    t0, seen = time.time(), 0
-    step = start_step
-    for step, batch in batches(train_data, sampler, per_rank_batch, start_step, num_workers):
-        if step >= tcfg.steps:
-            break
-        lr = warmup_cosine(step, tcfg.steps, tcfg.warmup_steps, tcfg.lr, start=tcfg.lr * tcfg.warmup_start,
-                           final=tcfg.lr * tcfg.final_lr_ratio)
-        set_hparams(optimizer, lr, tcfg.weight_decay)
-        z, states, actions = to_latents(batch, latents, cached, info.device)
-        model.train()
-        tf, rollout = model(z, states, actions)
-        loss = tcfg.tf_weight * tf + tcfg.rollout_weight * rollout
-        check_finite(loss, step, f"batch of {z.shape[0]} windows, epoch {sampler.epoch}", last_ckpt)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        grad_norm = torch.nn.utils.clip_grad_norm_(predictor.parameters(), tcfg.grad_clip)
-        optimizer.step()
-        seen += z.shape[0] * info.world_size
-        bar.update(1)
-        if (step + 1) % tcfg.log_every == 0:
-            tf_m, ro_m = all_reduce_mean(tf.detach()).item(), all_reduce_mean(rollout.detach()).item()
-            rate = seen / (time.time() - t0)
-            bar.set_postfix(tf=f"{tf_m:.4f}", rollout=f"{ro_m:.4f}", lr=f"{lr:.2e}")
-            tb.scalars({"loss/teacher_forcing": tf_m, "loss/rollout": ro_m, "loss/total": loss.item(), "lr": lr,
-                        "grad_norm": grad_norm.item(), "throughput/windows_per_s": rate}, step + 1)
-            log.info("step %d tf %.4f rollout %.4f lr %.2e %.1f windows/s", step + 1, tf_m, ro_m, lr, rate)
-        if val_data is not None and (step + 1) % tcfg.val_every == 0:
-            val = evaluate_loss(loss_fn, val_data, latents, cached, info.device, per_rank_batch, tcfg.val_batches)
-            tb.scalars({"val/teacher_forcing": val[0], "val/rollout": val[1]}, step + 1)
-            log.info("step %d val tf %.4f rollout %.4f", step + 1, *val)
-        if (step + 1) % tcfg.ckpt_every == 0 or step + 1 == tcfg.steps:
-            if info.is_main:
-                save_checkpoint(ckpt_dir, {"encoder": encoder, "predictor": predictor}, full_cfg, optimizer, step + 1)
-            last_ckpt = ckpt_dir
-    bar.close()
-    tb.close()
+    with log_to_file(out_dir / "finetune.log", enabled=info.is_main):
+        log.info("%d train windows, %d val windows, global batch %d over %d processes, latents %s x %d",
+                 len(train_data), len(val_data) if val_data is not None else 0, tcfg.batch_size,
+                 info.world_size, latents.grid, pcfg.embed_dim)
+        last_ckpt = ckpt_dir if ckpt_dir.exists() else None
+        bar = tqdm(total=tcfg.steps, initial=start_step, desc="finetune", disable=not info.is_main)
+        t0, seen = time.time(), 0
+        for step, batch in batches(train_data, sampler, per_rank_batch, start_step, num_workers):
+            if step >= tcfg.steps:
+                break
+            lr = warmup_cosine(step, tcfg.steps, tcfg.warmup_steps, tcfg.lr, start=tcfg.lr * tcfg.warmup_start,
+                               final=tcfg.lr * tcfg.final_lr_ratio)
+            set_hparams(optimizer, lr, tcfg.weight_decay)
+            z, states, actions = to_latents(batch, latents, cached, info.device)
+            model.train()
+            tf, rollout = model(z, states, actions)
+            loss = tcfg.tf_weight * tf + tcfg.rollout_weight * rollout
+            # the mean over processes is NaN if any process's is, so every process stops together
+            check_finite(all_reduce_mean(loss.detach()), step, f"batch of {z.shape[0]} windows on rank "
+                         f"{info.rank}, epoch {sampler.epoch}", last_ckpt)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            grad_norm = torch.nn.utils.clip_grad_norm_(predictor.parameters(), tcfg.grad_clip)
+            optimizer.step()
+            seen += z.shape[0] * info.world_size
+            bar.update(1)
+            if (step + 1) % tcfg.log_every == 0:
+                tf_m, ro_m = all_reduce_mean(tf.detach()).item(), all_reduce_mean(rollout.detach()).item()
+                rate = seen / (time.time() - t0)
+                bar.set_postfix(tf=f"{tf_m:.4f}", rollout=f"{ro_m:.4f}", lr=f"{lr:.2e}")
+                tb.scalars({"loss/teacher_forcing": tf_m, "loss/rollout": ro_m, "lr": lr,
+                            "grad_norm": grad_norm.item(), "throughput/windows_per_s": rate}, step + 1)
+                log.info("step %d tf %.4f rollout %.4f lr %.2e %.1f windows/s", step + 1, tf_m, ro_m, lr, rate)
+            if val_data is not None and (step + 1) % tcfg.val_every == 0:
+                val = evaluate_loss(loss_fn, val_data, latents, cached, info.device, per_rank_batch, tcfg.val_batches)
+                tb.scalars({"val/teacher_forcing": val[0], "val/rollout": val[1]}, step + 1)
+                log.info("step %d val tf %.4f rollout %.4f", step + 1, *val)
+            if (step + 1) % tcfg.ckpt_every == 0 or step + 1 == tcfg.steps:
+                if info.is_main:
+                    save_checkpoint(ckpt_dir, {"encoder": encoder, "predictor": predictor}, full_cfg, optimizer,
+                                    step + 1)
+                last_ckpt = ckpt_dir
+        bar.close()
+        tb.close()
     if dist.is_initialized():
         dist.barrier()
     cleanup_distributed()
     return ckpt_dir
+
+
+@contextmanager
+def log_to_file(path: Path, enabled: bool):
+    """Copy the `vjepa_ac` loggers' records to `path` (main process only) while the block runs."""
+    if not enabled:
+        yield
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(path)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    root = logging.getLogger("vjepa_ac")
+    root.addHandler(handler)
+    if root.getEffectiveLevel() > logging.INFO:
+        root.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        root.removeHandler(handler)
+        handler.close()
 
 
 def resume(ckpt_dir: Path, predictor: ACPredictor, optimizer: torch.optim.Optimizer, encoder: nn.Module) -> int:

@@ -1,0 +1,20 @@
+"""Fine-tune the action-conditioned predictor on robot logs (Hydra entry point; configs/finetune.yaml).
+
+    python scripts/finetune.py encoder.path=runs/pretrain/checkpoint data.root=data/robot_logs
+    python scripts/finetune.py encoder.source=hf encoder.path=facebook/vjepa2-vitl-fpc64-256 world_model.pool=1
+    torchrun --nproc_per_node=2 scripts/finetune.py device=cpu ...
+"""
+
+import hydra
+from omegaconf import DictConfig
+
+from vjepa_ac.finetune import finetune
+
+
+@hydra.main(config_path="../configs", config_name="finetune", version_base=None)
+def main(cfg: DictConfig) -> None:
+    print(f"checkpoint: {finetune(cfg)}")
+
+
+if __name__ == "__main__":
+    main()
