@@ -1,0 +1,205 @@
+"""What the sim collectors record and how they run: random-motion policies, scene jitter, videos,
+episodes, and the worker processes. The env and expert factories come in as arguments (`scripts/`
+passes `envs.make_env` and `envs.make_expert`), so this module depends only on the gymnasium API and
+the DESIGN.md observation/action contract.
+
+Work is split into jobs that each carry their own seed, so results do not depend on the number of
+workers, and a resumed run redoes exactly the jobs that were missing.
+"""
+
+import multiprocessing as mp
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable, Iterator
+
+import gymnasium as gym
+import mujoco
+import numpy as np
+
+
+class SmoothRandomPolicy:
+    """Temporally correlated random end-effector motion: AR(1) noise in units of the per-step action
+    bounds (so it wanders rather than jitters), orientation deltas scaled down, and the gripper
+    opened or closed now and then."""
+
+    def __init__(self, action_space: gym.spaces.Box, rng: np.random.Generator, smoothing: float = 0.8,
+                 scale: float = 0.7, rotation_scale: float = 0.3, gripper_switch_prob: float = 0.1):
+        self.high = action_space.high.astype(np.float64)
+        self.rng, self.smoothing, self.gripper_switch_prob = rng, smoothing, gripper_switch_prob
+        self.scale = np.array([scale] * 3 + [scale * rotation_scale] * 3 + [0.0])
+        self.velocity = np.zeros(7)
+        self.gripper_delta = 0.0
+
+    def act(self) -> np.ndarray:
+        noise = self.rng.standard_normal(7) * np.sqrt(1 - self.smoothing**2)
+        self.velocity = self.smoothing * self.velocity + noise
+        action = self.velocity * self.scale * self.high
+        if self.rng.random() < self.gripper_switch_prob:
+            self.gripper_delta = float(self.rng.choice([-1.0, 1.0]))
+        action[6] = self.gripper_delta
+        return np.clip(action, -self.high, self.high).astype(np.float32)
+
+
+class SceneJitter:
+    """Randomises lighting and nudges the fixed camera of a MuJoCo env between videos (the camera
+    keeps aiming at its target body). Defaults are captured once and jitter is applied around them."""
+
+    def __init__(self, env: gym.Env, camera: str = "front", light_scale: tuple[float, float] = (0.6, 1.4),
+                 camera_shift: float = 0.03):
+        self.model = env.unwrapped.model
+        self.camera = mujoco.mj_name2id(self.model, mujoco.mjtObj.mjOBJ_CAMERA, camera)
+        if self.camera < 0:
+            raise ValueError(f"camera {camera!r} not in the env's model")
+        self.light_scale, self.camera_shift = light_scale, camera_shift
+        self.base = {"light_diffuse": self.model.light_diffuse.copy(), "light_pos": self.model.light_pos.copy(),
+                     "headlight": self.model.vis.headlight.diffuse.copy(), "cam_pos": self.model.cam_pos[self.camera].copy()}
+
+    def apply(self, rng: np.random.Generator) -> None:
+        m, b = self.model, self.base
+        m.light_diffuse[:] = np.clip(b["light_diffuse"] * rng.uniform(*self.light_scale, size=(len(b["light_diffuse"]), 1))
+                                     * rng.uniform(0.9, 1.1, size=b["light_diffuse"].shape), 0, 1)
+        m.light_pos[:] = b["light_pos"] + rng.uniform(-0.3, 0.3, size=b["light_pos"].shape)
+        m.vis.headlight.diffuse[:] = np.clip(b["headlight"] * rng.uniform(*self.light_scale), 0, 1)
+        m.cam_pos[self.camera] = b["cam_pos"] + rng.uniform(-self.camera_shift, self.camera_shift, 3)
+
+
+MakeExpert = Callable[[gym.Env, float, np.random.Generator], object]  # envs.make_expert(env, noise, rng)
+
+
+def record_video(env: gym.Env, make_expert: MakeExpert, rng: np.random.Generator, num_frames: int,
+                 expert_prob: float = 0.5, noise_levels: tuple[float, ...] = (0.0, 0.1, 0.3),
+                 segment_steps: tuple[int, int] = (8, 24)) -> np.ndarray:
+    """One continuous unlabeled video `uint8[num_frames, H, W, 3]` from a fresh episode: segments of
+    smooth random motion alternate with segments of a noisy scripted expert (which reaches, grasps,
+    lifts, pushes and carries the object), so the video shows the arm and the object interacting."""
+    obs, _ = env.reset(seed=int(rng.integers(2**31)))
+    frames = [obs["pixels"]]
+    while len(frames) < num_frames:
+        if rng.random() < expert_prob:
+            policy = make_expert(env, float(rng.choice(noise_levels)), rng)
+        else:
+            policy = SmoothRandomPolicy(env.action_space, rng)
+        for _ in range(int(rng.integers(*segment_steps))):
+            obs, *_ = env.step(policy.act())
+            frames.append(obs["pixels"])
+            if len(frames) == num_frames:
+                break
+    return np.stack(frames)
+
+
+@dataclass
+class Episode:
+    frames: np.ndarray  # uint8 [L, H, W, 3]
+    states: np.ndarray  # float32 [L, 7]
+    actions: np.ndarray  # float32 [L, 7]; row t takes frame t to t+1, the last row is zeros (no next frame)
+    success: bool  # info["is_success"] at the end of the step budget
+    success_any: bool  # at any step
+
+
+def record_episode(env: gym.Env, policy, seed: int) -> Episode:
+    """Run `policy.act()` from `env.reset(seed=seed)` until the env truncates or terminates; actions are
+    recorded as applied (clipped to the action bounds)."""
+    obs, info = env.reset(seed=seed)
+    low, high = env.action_space.low, env.action_space.high
+    frames, states, actions = [obs["pixels"]], [obs["state"]], []
+    success_any, done = bool(info["is_success"]), False
+    while not done:
+        action = np.clip(policy.act(), low, high).astype(np.float32)
+        obs, _, terminated, truncated, info = env.step(action)
+        frames.append(obs["pixels"])
+        states.append(obs["state"])
+        actions.append(action)
+        success_any |= bool(info["is_success"])
+        done = terminated or truncated
+    actions.append(np.zeros_like(actions[-1]))
+    return Episode(np.stack(frames), np.stack(states).astype(np.float32), np.stack(actions), bool(info["is_success"]),
+                   success_any)
+
+
+# ----------------------------------------------------------------------------- worker processes
+
+_WORKER: dict[str, Any] = {}
+
+
+def _init_worker(make_env: Callable[[str], gym.Env], make_expert: MakeExpert) -> None:
+    _WORKER.update(make_env=make_env, make_expert=make_expert, envs={}, jitters={})
+
+
+def worker_env(task: str) -> gym.Env:
+    """This process's env of `task` (made once per process)."""
+    if task not in _WORKER["envs"]:
+        _WORKER["envs"][task] = _WORKER["make_env"](task)
+    return _WORKER["envs"][task]
+
+
+def parallel_map(fn: Callable, jobs: Iterable, num_workers: int, make_env: Callable[[str], gym.Env],
+                 make_expert: MakeExpert) -> Iterator:
+    """`fn(job)` for every job, results in job order, in `num_workers` processes (or in this process
+    for 1). `fn` must be a module-level function; it reaches the env through `worker_env`. Workers are
+    forked where the OS can (instant start; the parent has made no renderer), spawned elsewhere."""
+    if num_workers <= 1:
+        _init_worker(make_env, make_expert)
+        yield from map(fn, jobs)
+        return
+    method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
+    with mp.get_context(method).Pool(num_workers, _init_worker, (make_env, make_expert)) as pool:
+        yield from pool.imap(fn, jobs)
+
+
+@dataclass(frozen=True)
+class VideoJob:
+    index: int
+    task: str
+    seed: int
+    path: str
+    num_frames: int
+    fps: int
+    expert_prob: float
+    noise_levels: tuple[float, ...]
+    segment_steps: tuple[int, int]
+    light_scale: tuple[float, float]
+    camera_shift: float
+
+
+def video_job(job: VideoJob) -> int:
+    """Render one video of a jittered scene and write it (atomically) to `job.path`; returns its frames."""
+    from vjepa_ac.data.video_io import write_video
+
+    env = worker_env(job.task)
+    rng = np.random.default_rng([job.seed, job.index])
+    jitters = _WORKER["jitters"]
+    if job.task not in jitters:
+        jitters[job.task] = SceneJitter(env, light_scale=job.light_scale, camera_shift=job.camera_shift)
+    jitters[job.task].apply(rng)
+    frames = record_video(env, _WORKER["make_expert"], rng, job.num_frames, job.expert_prob, job.noise_levels,
+                          job.segment_steps)
+    write_video(job.path, frames, job.fps)
+    return len(frames)
+
+
+@dataclass(frozen=True)
+class EpisodeJob:
+    index: int
+    task: str
+    seed: int
+    random_fraction: float
+    noise_levels: tuple[float, ...]
+    max_attempts: int = 5
+
+
+def episode_job(job: EpisodeJob) -> tuple[Episode, dict]:
+    """One robot-log episode: a noisy scripted expert or smooth random exploration, chosen by the
+    job's seed. An episode whose states are not finite (an unstable simulation) is re-run from a
+    new seed derived from the job, up to `max_attempts` times; the metadata records the attempts."""
+    env = worker_env(job.task)
+    for attempt in range(job.max_attempts):
+        rng = np.random.default_rng([job.seed, job.index, attempt])
+        explore = bool(rng.random() < job.random_fraction)
+        noise = 0.0 if explore else float(rng.choice(job.noise_levels))
+        policy = SmoothRandomPolicy(env.action_space, rng) if explore else _WORKER["make_expert"](env, noise, rng)
+        env_seed = int(rng.integers(2**31))
+        episode = record_episode(env, policy, env_seed)
+        if np.isfinite(episode.states).all():
+            return episode, {"success": episode.success, "success_any": episode.success_any,
+                             "policy": "random" if explore else "expert", "noise": noise, "env_task": job.task,
+                             "env_seed": env_seed, "job_index": job.index, "attempts": attempt + 1}
+    raise RuntimeError(f"episode job {job.index} ({job.task}): non-finite states in all {job.max_attempts} attempts")
