@@ -150,7 +150,7 @@ def check_timestamps(timestamps: np.ndarray, frame_index: np.ndarray, fps: float
         raise DatasetFormatError(f"{where}: episode {episode}, feature 'frame_index': not 0..{len(frame_index) - 1}")
     err = np.abs(timestamps - frame_index / fps)
     if (err > TIMESTAMP_TOLERANCE_S).any():
-        i = int(err.argmax())
+        i = int(np.argmax(err > TIMESTAMP_TOLERANCE_S))  # the first frame off
         raise DatasetFormatError(f"{where}: episode {episode}, feature 'timestamp': frame {i} at {timestamps[i]:.4f} s, "
                                  f"but fps {fps:g} puts it at {i / fps:.4f} s")
 
