@@ -48,6 +48,10 @@ class ManipulationEnv(gym.Env):
             raise ValueError(f"control_hz={cfg['control_hz']} x physics_timestep={cfg['physics_timestep']} "
                              "must divide 1 (a whole number of physics steps per control step)")
         self.substeps = round(substeps)
+        self._chunks = int(cfg["control_chunks"])
+        if self.substeps % self._chunks or not 1 <= cfg["ramp_chunks"] <= self._chunks:
+            raise ValueError(f"control_chunks={self._chunks} must divide the {self.substeps} physics steps per "
+                             f"control step and ramp_chunks={cfg['ramp_chunks']} must lie in [1, control_chunks]")
         self.max_episode_steps = int(cfg["episode_steps"])
         self.metadata = {**self.metadata, "render_fps": cfg["control_hz"]}
         unknown = sorted(set(cfg["object_types"]) - set(OBJECT_KINDS))
@@ -194,14 +198,18 @@ class ManipulationEnv(gym.Env):
         target[3:5] = np.clip(target[3:5], -self.cfg["max_tilt"], self.cfg["max_tilt"])
         target[5] = wrap_angle(target[5])
         self.cmd_pose = target
-        q = self.ik.solve(self.data.qpos[self.h.arm_qpos], target[:3], euler_to_mat(target[3:]))
-        self.data.ctrl[self.h.arm_act] = q
+        q_now = self.data.qpos[self.h.arm_qpos].copy()
+        q_goal = self.ik.solve(q_now, target[:3], euler_to_mat(target[3:]))
+        dq = np.clip(q_goal - q_now, -self.cfg["max_joint_step"], self.cfg["max_joint_step"])
         self._set_closure(float(np.clip(self.cmd_closure + action[6], 0.0, 1.0)))
-        mujoco.mj_step(self.model, self.data, nstep=self.substeps)
+        # ramp the joint targets over the first ramp_chunks chunks, then let the servos settle
+        for chunk in range(1, self._chunks + 1):
+            self.data.ctrl[self.h.arm_act] = q_now + dq * min(1.0, chunk / self.cfg["ramp_chunks"])
+            mujoco.mj_step(self.model, self.data, nstep=self.substeps // self._chunks)
 
     def _set_closure(self, closure: float) -> None:
         self.cmd_closure = closure
-        self.data.ctrl[self.h.finger_act] = FINGER_OPEN * (1.0 - closure)
+        self.data.ctrl[self.h.gripper_act] = FINGER_OPEN * (1.0 - closure)
 
     # ----- episodes -----
     def _sample_object(self, rng: np.random.Generator) -> ObjectSpec:

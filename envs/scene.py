@@ -66,7 +66,7 @@ class SceneHandles:
         self.arm_limits = np.array([model.joint(j).range for j in ARM_JOINTS])
         self.finger_qpos = np.array([model.joint(j).qposadr[0] for j in ("finger_left", "finger_right")])
         self.arm_act = np.array([model.actuator(j).id for j in ARM_JOINTS])
-        self.finger_act = np.array([model.actuator(j).id for j in ("finger_left", "finger_right")])
+        self.gripper_act = model.actuator("gripper").id
         self.ee_site = model.site("ee").id
         obj_joint = model.joint("object")
         self.object_qpos = obj_joint.qposadr[0]
