@@ -15,8 +15,9 @@ from envs.scene import (FINGER_OPEN, HOME_QPOS, OBJECT_KINDS, TABLE_TOP, ObjectS
                         build_model)
 from envs.tasks import TASKS
 
-STATE_LOW = np.array([-np.inf, -np.inf, -np.inf, -np.pi, -np.pi / 2, -np.pi, 0.0], dtype=np.float32)
-STATE_HIGH = np.array([np.inf, np.inf, np.inf, np.pi, np.pi / 2, np.pi, 1.0], dtype=np.float32)
+# the end-effector cannot leave a 2 m box around the robot base (reach ~0.9 m)
+STATE_LOW = np.array([-2.0, -2.0, -2.0, -np.pi, -np.pi / 2, -np.pi, 0.0], dtype=np.float32)
+STATE_HIGH = np.array([2.0, 2.0, 2.0, np.pi, np.pi / 2, np.pi, 1.0], dtype=np.float32)
 PHYSICS_STATE = mujoco.mjtState.mjSTATE_INTEGRATION   # qpos, qvel, ctrl, warm start, time, ...
 EPISODE_STATE_SIZE = 6 + 1 + 1 + 3 + 4 + 3   # commanded pose, closure, object kind, size, rgba, target
 

@@ -1,0 +1,232 @@
+"""Tests of the manipulation envs: API contract, determinism, clone/restore, bounds, predicates, experts."""
+
+import gymnasium
+import mujoco
+import numpy as np
+import pytest
+from gymnasium.utils.env_checker import check_env
+
+import envs
+from envs import rendering
+from envs.tasks import Grasp
+
+TASKS = list(envs.TASK_IDS)
+
+
+@pytest.fixture(scope="module")
+def grasp_env():
+    env = envs.make_env("grasp")
+    yield env
+    env.close()
+
+
+def run_expert(env, steps=None):
+    u = env.unwrapped
+    expert = envs.make_expert(env)
+    for _ in range(steps or u.max_episode_steps):
+        u.step_physics(expert.act())
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_contract_and_check_env(task):
+    env = gymnasium.make(envs.TASK_IDS[task])
+    obs, info = env.reset(seed=3)
+    assert obs["pixels"].dtype == np.uint8 and obs["pixels"].shape == (64, 64, 3)
+    assert obs["state"].dtype == np.float32 and obs["state"].shape == (7,)
+    assert env.observation_space.contains(obs)
+    assert info["goal_pixels"].shape == (64, 64, 3) and isinstance(info["is_success"], bool)
+    assert {"ee_pos", "object_pos", "object_quat", "target_pos", "distances", "action_clipped"} <= set(info)
+    u = env.unwrapped
+    assert u.goal_reached, "the goal-making expert run must succeed"
+    assert u.goal_features.shape == u.privileged_features().shape
+    check_env(env.unwrapped)
+    env.close()
+
+
+def test_reset_is_deterministic(grasp_env):
+    obs_a, info_a = grasp_env.reset(seed=11)
+    state_a = grasp_env.unwrapped.get_sim_state()
+    grasp_env.reset(seed=12)
+    obs_b, info_b = grasp_env.reset(seed=11)
+    np.testing.assert_array_equal(obs_a["pixels"], obs_b["pixels"])
+    np.testing.assert_array_equal(obs_a["state"], obs_b["state"])
+    np.testing.assert_array_equal(info_a["goal_pixels"], info_b["goal_pixels"])
+    np.testing.assert_array_equal(state_a, grasp_env.unwrapped.get_sim_state())
+    obs_c, _ = grasp_env.reset(seed=12)
+    assert not np.array_equal(obs_a["pixels"], obs_c["pixels"])
+
+
+def test_goal_is_the_expert_end_state(grasp_env):
+    """Replaying the noiseless expert from the reset state reproduces the recorded goal exactly."""
+    obs, info = grasp_env.reset(seed=5)
+    u = grasp_env.unwrapped
+    assert np.linalg.norm(u.object_pos[2] - u.object_rest_z) < 0.005   # reset restored the start
+    run_expert(grasp_env)
+    np.testing.assert_array_equal(u.privileged_features(), u.goal_features)
+    np.testing.assert_array_equal(u.render(), info["goal_pixels"])
+
+
+def test_sim_state_round_trip(grasp_env):
+    grasp_env.reset(seed=2)
+    u = grasp_env.unwrapped
+    start = u.get_sim_state()
+    actions = np.random.default_rng(0).uniform(-1, 1, (5, 7)) * grasp_env.action_space.high
+    for a in actions:
+        u.step_physics(a)
+    end, pixels = u.get_sim_state(), u.render()
+    grasp_env.reset(seed=9)                 # a different episode: other object, size, colour
+    u.set_sim_state(start)
+    for a in actions:
+        u.step_physics(a)
+    np.testing.assert_array_equal(end, u.get_sim_state())
+    np.testing.assert_array_equal(pixels, u.render())
+    with pytest.raises(ValueError, match="sim state must have shape"):
+        u.set_sim_state(start[:-1])
+
+
+def test_step_matches_step_physics(grasp_env):
+    grasp_env.reset(seed=4)
+    u = grasp_env.unwrapped
+    start = u.get_sim_state()
+    action = np.array([0.02, -0.01, -0.03, 0.0, 0.0, 0.1, 0.5], np.float32)
+    obs, reward, terminated, truncated, info = grasp_env.step(action)
+    after_step = u.get_sim_state()
+    u.set_sim_state(start)
+    u.step_physics(action)
+    np.testing.assert_array_equal(after_step, u.get_sim_state())
+    assert not terminated and not truncated and not info["action_clipped"]
+
+
+def test_state_follows_delta_actions(grasp_env):
+    """next state ~= state + action for in-bound moves (the planners integrate it this way)."""
+    obs, _ = grasp_env.reset(seed=1)
+    action = np.array([0.03, -0.04, 0.02, 0.0, 0.0, 0.15, 0.0], np.float32)
+    for _ in range(2):   # second step: the servos have settled from the first
+        prev = obs["state"]
+        obs, *_ = grasp_env.step(action)
+    np.testing.assert_allclose(obs["state"][:3] - prev[:3], action[:3], atol=0.006)
+    np.testing.assert_allclose(obs["state"][5] - prev[5], action[5], atol=0.02)
+    np.testing.assert_allclose(obs["state"][3:5], 0.0, atol=0.02)
+
+
+def test_out_of_range_actions_are_clipped(grasp_env):
+    obs, _ = grasp_env.reset(seed=6)
+    start = obs["state"]
+    obs, _, _, _, info = grasp_env.step(np.array([0.5, 0, 0, 0, 0, 0, 0], np.float32))
+    assert info["action_clipped"]
+    moved = obs["state"][0] - start[0]
+    assert 0.03 < moved < grasp_env.unwrapped.cfg["max_pos_delta"] + 0.005
+
+
+@pytest.mark.parametrize("action, message", [
+    (np.full(7, np.nan), "finite"),
+    (np.array([0, 0, np.inf, 0, 0, 0, 0]), "finite"),
+    (np.zeros(6), "shape"),
+    (np.zeros((1, 7)), "shape"),
+    (np.array(["a"] * 7), "finite"),
+])
+def test_bad_actions_raise(grasp_env, action, message):
+    grasp_env.reset(seed=0)
+    with pytest.raises(ValueError, match=message):
+        grasp_env.step(action)
+    with pytest.raises(ValueError, match=message):
+        grasp_env.unwrapped.step_physics(action)
+
+
+def test_unknown_names_list_valid_ones():
+    with pytest.raises(ValueError, match="valid tasks"):
+        envs.make_env("stack")
+    with pytest.raises(ValueError, match="valid keys.*resolution"):
+        gymnasium.make("vjepa_ac/Reach-v0", resolutoin=64)
+    with pytest.raises(ValueError, match="object_types"):
+        gymnasium.make("vjepa_ac/Reach-v0", object_types=["sphere"])
+
+
+def test_reach_predicate(grasp_env):
+    env = envs.make_env("reach")
+    env.reset(seed=0)
+    u = env.unwrapped
+    u.target_pos = u.ee_pos + np.array([0.0, 0.0, 0.049])
+    assert u.is_success()
+    u.target_pos = u.ee_pos + np.array([0.0, 0.051, 0.0])
+    assert not u.is_success()
+    env.close()
+
+
+def _set_object(u, pos):
+    q = u.h.object_qpos
+    u.data.qpos[q:q + 3] = pos
+    u.data.qvel[u.h.object_dof:u.h.object_dof + 6] = 0
+    mujoco.mj_forward(u.model, u.data)
+
+
+def test_grasp_and_reach_with_object_predicates():
+    env = envs.make_env("reach_with_object")
+    env.reset(seed=0)
+    u = env.unwrapped
+    grasp = Grasp(envs.load_task_config("grasp"))
+    assert u.is_grasped()
+    u.target_pos = u.object_pos + np.array([0.03, 0.0, 0.0])
+    assert u.is_success()                            # held and within 5 cm
+    assert grasp.is_success(u)                       # held, high above its rest height
+    u.target_pos = u.object_pos + np.array([0.0, 0.0, 0.06])
+    assert not u.is_success()                        # too far
+    _set_object(u, u.ee_pos + np.array([0.0, 0.2, 0.0]))   # lifted, but out of the hand
+    assert not u.is_grasped() and not grasp.is_success(u)
+    env.close()
+
+
+def test_pick_place_predicate():
+    env = envs.make_env("pick_place")
+    env.reset(seed=0)
+    u = env.unwrapped
+    u.target_pos = u.object_pos.copy()
+    assert u.ee_pos[2] > 0.15 and u.is_success()         # resting on the table at the target, released
+    _set_object(u, u.object_pos + np.array([0.0, 0.0, 0.03]))
+    assert not u.is_success()                            # in the air
+    _set_object(u, u.target_pos + np.array([0.06, 0.0, 0.0]))
+    assert not u.is_success()                            # resting but 6 cm away
+    env.close()
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_expert_solves_a_few_seeds(task):
+    env = envs.make_env(task)
+    for seed in range(3):
+        env.reset(seed=100 + seed)
+        run_expert(env)
+        assert env.unwrapped.is_success(), f"{task} seed {100 + seed}"
+    env.close()
+
+
+def test_grasped_object_does_not_slip(grasp_env):
+    grasp_env.reset(seed=7)
+    u = grasp_env.unwrapped
+    run_expert(grasp_env)
+    offset = u.object_pos - u.ee_pos
+    for step in range(6):       # fast moves up, sideways and back
+        u.step_physics(np.array([0.05 * (-1) ** (step // 3), 0.05, 0.03 * (-1) ** (step // 2), 0, 0, 0, 0]))
+    assert u.is_grasped()
+    assert np.linalg.norm(u.object_pos - u.ee_pos - offset) < 0.01
+
+
+def test_resolution_256_and_wrist_camera():
+    env = envs.make_env("reach", resolution=256, wrist_camera=True)
+    obs, info = env.reset(seed=0)
+    assert obs["pixels"].shape == (256, 256, 3) and obs["wrist_pixels"].shape == (256, 256, 3)
+    assert info["goal_wrist_pixels"].shape == (256, 256, 3)
+    assert obs["pixels"].std() > 10 and obs["wrist_pixels"].std() > 1
+    np.testing.assert_array_equal(env.render(), obs["pixels"])
+    env.close()
+
+
+def test_gl_backend_fallback(monkeypatch):
+    monkeypatch.delitem(__import__("sys").modules, "mujoco")   # pretend mujoco is not bound yet
+    monkeypatch.delenv("MUJOCO_GL", raising=False)
+    monkeypatch.delenv("PYOPENGL_PLATFORM", raising=False)
+    monkeypatch.setattr(rendering.ctypes.util, "find_library", lambda name: "libOSMesa.so" if name == "OSMesa" else None)
+    assert rendering.select_gl_backend() == "osmesa"
+    monkeypatch.setenv("MUJOCO_GL", "egl")
+    monkeypatch.setattr(rendering.ctypes.util, "find_library", lambda name: None)
+    with pytest.raises(RuntimeError, match="MUJOCO_GL=egl.*MUJOCO_GL=osmesa"):
+        rendering.select_gl_backend()
