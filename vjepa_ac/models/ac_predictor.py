@@ -5,8 +5,8 @@ within their own block and to every earlier block, never to later ones, so the o
 depends only on frames, states and actions up to t. The output at block t's frame tokens is the
 prediction of frame t+1's latents.
 
-Positions are rotary (RoPE): the head dimension is split in three parts rotated by the token's time
-step, grid row and grid column; action and state tokens carry their time step and row = column = 0.
+Positions are rotary (RoPE): the head's channel pairs are split in three parts rotated by the token's
+time step, grid row and grid column; action and state tokens carry their time step and row = column = 0.
 
 Two ways to run it, with the same weights and the same numbers:
 - `forward(z, states, actions)`: a whole clip at once under the block-causal mask (training).
@@ -39,37 +39,32 @@ class ACPredictorConfig:
         self.grid = tuple(int(g) for g in self.grid)
         if self.dim % self.heads != 0:
             raise ValueError(f"predictor.dim={self.dim} is not divisible by predictor.heads={self.heads}")
-        if (self.dim // self.heads) // 3 < 2:
-            raise ValueError(f"predictor head size {self.dim // self.heads} is too small for 3D RoPE (need >= 6)")
+        if self.dim // self.heads < 6 or (self.dim // self.heads) % 2:
+            raise ValueError(f"predictor head size dim/heads = {self.dim // self.heads} must be even and >= 6 (3D RoPE)")
 
     @property
     def tokens_per_frame(self) -> int:
         return self.grid[0] * self.grid[1]
 
 
-def _rope_tables(cfg: ACPredictorConfig, t: torch.Tensor, h: torch.Tensor, w: torch.Tensor):
-    """cos/sin tables `[L, head_dim]` for tokens at integer positions (t, h, w), each `[L]`."""
-    head_dim = cfg.dim // cfg.heads
-    axis_dim = 2 * ((head_dim // 3) // 2)  # rotated dims per axis; leftover dims are not rotated
-    inv_freq = 1.0 / cfg.rope_theta ** (torch.arange(0, axis_dim, 2, dtype=torch.float32) / axis_dim)
-    angles = [torch.outer(p.float(), inv_freq) for p in (t, h, w)]  # 3 x [L, axis_dim/2]
-    angles = torch.cat([torch.cat([a, a], dim=-1) for a in angles], dim=-1)  # [L, 3*axis_dim]
-    pad = head_dim - angles.shape[-1]
-    angles = F.pad(angles, (0, pad))  # angle 0 -> identity on the leftover dims
-    return angles.cos(), angles.sin()
+def _rope(cfg: ACPredictorConfig, t: torch.Tensor, h: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """Complex rotations `[L, 1, head_dim/2]` for tokens at integer positions (t, h, w), each `[L]`.
+
+    Channel pairs (2i, 2i+1) of a head are rotated as one complex number; the first third of the
+    pairs by t, the next by h, the next by w; leftover pairs are not rotated.
+    """
+    pairs = cfg.dim // cfg.heads // 2
+    axis = pairs // 3
+    inv_freq = 1.0 / cfg.rope_theta ** (torch.arange(axis, dtype=torch.float32) / axis)
+    angles = torch.cat([torch.outer(p.float(), inv_freq) for p in (t, h, w)], dim=-1)  # [L, 3*axis]
+    angles = F.pad(angles, (0, pairs - 3 * axis))  # angle 0: identity on leftover pairs
+    return torch.polar(torch.ones_like(angles), angles).unsqueeze(1)
 
 
-def _apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Rotate `x [B, heads, L, head_dim]` by per-position angles; pairs are (i, i + axis_dim/2) per axis."""
-    head_dim = x.shape[-1]
-    axis_dim = 2 * ((head_dim // 3) // 2)
-    half = axis_dim // 2
-    parts = []
-    for a in range(3):
-        xa = x[..., a * axis_dim : (a + 1) * axis_dim]
-        parts.append(torch.cat([-xa[..., half:], xa[..., :half]], dim=-1))
-    parts.append(torch.zeros_like(x[..., 3 * axis_dim :]))
-    return x * cos + torch.cat(parts, dim=-1) * sin
+def _apply_rope(qk: torch.Tensor, rot: torch.Tensor) -> torch.Tensor:
+    """Rotate queries and keys `[B, L, 2, heads, head_dim]` by `rot [L, 1, head_dim/2]` (one complex product)."""
+    x = torch.view_as_complex(qk.unflatten(-1, (-1, 2)))
+    return torch.view_as_real(x * rot.unsqueeze(1)).flatten(-2)
 
 
 class KVCache:
@@ -94,10 +89,11 @@ class Block(nn.Module):
         hidden = int(dim * mlp_ratio)
         self.mlp = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(), nn.Linear(hidden, dim))
 
-    def forward(self, x, cos, sin, mask=None, cache: KVCache | None = None, layer: int = 0):
+    def forward(self, x, rot, mask=None, cache: KVCache | None = None, layer: int = 0):
         B, L, D = x.shape
-        q, k, v = self.qkv(self.norm1(x)).view(B, L, 3, self.heads, D // self.heads).permute(2, 0, 3, 1, 4)
-        q, k = _apply_rope(q, cos, sin), _apply_rope(k, cos, sin)
+        qkv = self.qkv(self.norm1(x)).view(B, L, 3, self.heads, D // self.heads)
+        q, k = _apply_rope(qkv[:, :, :2], rot).transpose(1, 3).unbind(2)  # [B, heads, L, head_dim] each
+        v = qkv[:, :, 2].transpose(1, 2)
         if cache is not None:
             if cache.keys[layer] is not None:
                 k = torch.cat([cache.keys[layer], k], dim=2)
@@ -174,13 +170,12 @@ class ACPredictor(nn.Module):
         """
         self._check_inputs(z, states, actions)
         T = z.shape[1]
-        cos, sin = _rope_tables(self.cfg, *self._positions(0, T))
+        rot = _rope(self.cfg, *self._positions(0, T)).to(z.device)
         block = torch.arange(T).repeat_interleave(self.cfg.tokens_per_frame + 2)
         mask = (block[:, None] >= block[None, :]).to(z.device)
         x = self._tokens(z, states, actions)
-        cos, sin = cos.to(x), sin.to(x)
         for blk in self.blocks:
-            x = blk(x, cos, sin, mask=mask)
+            x = blk(x, rot, mask=mask)
         return self._readout(x, T)
 
     def new_cache(self) -> KVCache:
@@ -192,10 +187,9 @@ class ACPredictor(nn.Module):
         Earlier blocks come from `cache` (updated in place); the batch size must stay the same.
         """
         self._check_inputs(z_t, state_t, action_t)
-        cos, sin = _rope_tables(self.cfg, *self._positions(cache.t, 1))
+        rot = _rope(self.cfg, *self._positions(cache.t, 1)).to(z_t.device)
         x = self._tokens(z_t.unsqueeze(1), state_t.unsqueeze(1), action_t.unsqueeze(1))
-        cos, sin = cos.to(x), sin.to(x)
         for i, blk in enumerate(self.blocks):
-            x = blk(x, cos, sin, cache=cache, layer=i)
+            x = blk(x, rot, cache=cache, layer=i)
         cache.t += 1
         return self._readout(x, 1)[:, 0]
