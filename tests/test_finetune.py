@@ -1,10 +1,13 @@
 import os
 import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import torch
 import torch.multiprocessing as mp
+from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 from torch.utils.data import Dataset
 
@@ -15,7 +18,8 @@ from vjepa_ac.finetune import FinetuneLoss, finetune
 from vjepa_ac.models.ac_predictor import ACPredictor
 from vjepa_ac.training import NonFiniteLossError
 
-CONFIG = Path(__file__).resolve().parents[1] / "configs" / "finetune.yaml"
+ROOT = Path(__file__).resolve().parents[1]
+FIXTURE = ROOT / "tests" / "fixtures" / "lerobot_v30_tiny"
 ENCODER = {"patch_size": 8, "crop_size": 32, "frames_per_clip": 2, "tubelet_size": 2, "hidden_size": 48,
            "num_attention_heads": 2, "num_hidden_layers": 1}
 
@@ -59,7 +63,8 @@ class PoisonAfter(Dataset):
 
 
 def _cfg(tmp_path: Path, **overrides):
-    cfg = OmegaConf.load(CONFIG)
+    with initialize_config_dir(str(ROOT / "configs"), version_base=None):
+        cfg = compose("finetune")
     base = {
         "device": "cpu", "out_dir": str(tmp_path / "run"),
         "encoder": {"source": "random", "config": ENCODER},
@@ -77,7 +82,7 @@ def _predictor_weights(run_dir: Path) -> dict[str, torch.Tensor]:
 
 
 def test_a_few_steps_lower_the_loss(tmp_path):
-    cfg = _cfg(tmp_path, train={"steps": 40}, cache={"enabled": True})
+    cfg = _cfg(tmp_path, train={"steps": 20, "lr": 2e-3}, cache={"enabled": True})
     data = MovingSquare(32)
     ckpt = finetune(cfg, data, MovingSquare(8, seed=1))
     wm = WorldModel.from_checkpoint(ckpt)
@@ -158,3 +163,20 @@ def test_ddp_two_processes_match_one_process_on_the_same_global_batch(tmp_path):
     a, b = _predictor_weights(tmp_path / "single" / "run"), _predictor_weights(tmp_path / "ddp" / "run")
     for k in a:
         torch.testing.assert_close(a[k], b[k], atol=1e-5, rtol=1e-4, msg=k)
+
+
+def test_finetune_and_eval_dynamics_on_a_lerobot_dataset(tmp_path):
+    """The real reader end to end: a dataset LeRobot wrote -> fine-tuning -> scripts/eval_dynamics.py."""
+    cfg = _cfg(tmp_path, data={"root": str(FIXTURE), "num_steps": 3}, cache={"enabled": True},
+               train={"steps": 3, "batch_size": 4})
+    ckpt = finetune(cfg)
+    assert len(list((tmp_path / "cache").glob("*.safetensors"))) == 2  # train and val windows
+    out = tmp_path / "eval"
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "eval_dynamics.py"), f"checkpoint={ckpt}", f"data.root={FIXTURE}",
+         "eval.horizon=2", f"out_dir={out}", "threads=1", f"hydra.run.dir={tmp_path / 'hydra'}"],
+        capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "| 2 |" in result.stdout and "shuffled actions" in result.stdout
+    assert (out / "horizons.png").stat().st_size > 0
+    assert len(OmegaConf.create((out / "horizons.json").read_text())["mean_l1"]["predictor"]) == 2

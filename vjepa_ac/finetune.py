@@ -213,7 +213,8 @@ def finetune(cfg: DictConfig, train_set: Dataset | None = None, val_set: Dataset
     if per_rank_batch * info.world_size != tcfg.batch_size:
         raise ValueError(f"train.batch_size={tcfg.batch_size} is not divisible by the {info.world_size} processes")
     num_workers = 0 if cached else tcfg.num_workers
-    full_cfg = OmegaConf.merge(cfg, {"world_model": spec})
+    full_cfg = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))  # plain (not struct) copy
+    full_cfg.world_model = spec
     tb = TensorBoardLogger(out_dir / "tb", enabled=info.is_main)
     with log_to_file(out_dir / "finetune.log", enabled=info.is_main):
         log.info("%d train windows, %d val windows, global batch %d over %d processes, latents %s x %d",
