@@ -135,13 +135,13 @@ def parallel_map(fn: Callable, jobs: Iterable, num_workers: int, make_env: Calla
                  make_expert: MakeExpert) -> Iterator:
     """`fn(job)` for every job, results in job order, in `num_workers` processes (or in this process
     for 1). `fn` must be a module-level function; it reaches the env through `worker_env`. Workers are
-    forked where the OS can (instant start; the parent has made no renderer), spawned elsewhere."""
+    spawned, not forked: a forked copy of a process that already holds a GL context or an OpenMP pool
+    can hang."""
     if num_workers <= 1:
         _init_worker(make_env, make_expert)
         yield from map(fn, jobs)
         return
-    method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
-    with mp.get_context(method).Pool(num_workers, _init_worker, (make_env, make_expert)) as pool:
+    with mp.get_context("spawn").Pool(num_workers, _init_worker, (make_env, make_expert)) as pool:
         yield from pool.imap(fn, jobs)
 
 
