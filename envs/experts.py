@@ -60,7 +60,7 @@ class ScriptedExpert:
         if env.task.name == "pick_place" and self._placed(env):
             if env.cmd_closure > 0 or env.gripper_closure > 0.05:
                 return ee, None, 0.0                                   # release, wait for the fingers
-            return ee + np.array([0, 0, APPROACH_HEIGHT]), None, 0.0   # retreat upward
+            return np.array([*ee[:2], env.object_rest_z + 2 * APPROACH_HEIGHT]), None, 0.0   # retreat upward
         if held:
             return self._carry(env), None, 1.0
         grasp = np.array([obj[0], obj[1], max(obj[2], MIN_GRASP_Z)])

@@ -1,0 +1,82 @@
+"""Print env throughput: physics-only control steps/s, rendered env steps/s and frames/s, single process
+and gymnasium AsyncVectorEnv (configs/env_speed.yaml). Measure on an otherwise idle machine.
+
+    python scripts/env_speed.py
+"""
+
+import time
+from functools import partial
+
+import gymnasium
+import hydra
+import numpy as np
+from omegaconf import DictConfig
+
+import envs
+
+
+def random_actions(env: gymnasium.Env, steps: int, seed: int) -> np.ndarray:
+    high = env.action_space.high
+    return np.random.default_rng(seed).uniform(-high, high, (steps, len(high))).astype(np.float32)
+
+
+def physics_steps_per_s(task: str, resolution: int, steps: int, seed: int) -> float:
+    """``step_physics`` only (no rendering), as in oracle rollouts."""
+    env = envs.make_env(task, resolution=resolution)
+    env.reset(seed=seed)
+    start = time.perf_counter()
+    for action in random_actions(env, steps, seed):
+        env.unwrapped.step_physics(action)
+    return steps / (time.perf_counter() - start)
+
+
+def render_frames_per_s(task: str, resolution: int, steps: int, seed: int) -> float:
+    """Rendering alone: one exterior-camera frame of the current state per call."""
+    env = envs.make_env(task, resolution=resolution)
+    env.reset(seed=seed)
+    start = time.perf_counter()
+    for _ in range(steps):
+        env.render()
+    return steps / (time.perf_counter() - start)
+
+
+def env_steps_per_s(task: str, resolution: int, steps: int, seed: int) -> float:
+    """Full ``env.step`` (physics + rendered observation), resets excluded from the timing."""
+    env = envs.make_env(task, resolution=resolution)
+    env.reset(seed=seed)
+    elapsed = 0.0
+    for i, action in enumerate(random_actions(env, steps, seed)):
+        start = time.perf_counter()
+        _, _, terminated, truncated, _ = env.step(action)
+        elapsed += time.perf_counter() - start
+        if terminated or truncated:
+            env.reset(seed=seed + i)
+    return steps / elapsed
+
+
+def vector_env_steps_per_s(task: str, resolution: int, steps: int, seed: int, num_envs: int) -> float:
+    """Rendered env steps/s summed over an AsyncVectorEnv of ``num_envs`` processes (autoreset included)."""
+    vec = gymnasium.vector.AsyncVectorEnv([partial(envs.make_env, task, resolution=resolution)] * num_envs)
+    vec.reset(seed=seed)
+    actions = random_actions(vec.single_action_space, steps, seed)
+    start = time.perf_counter()
+    for action in actions:
+        vec.step(np.repeat(action[None], num_envs, axis=0))
+    seconds = time.perf_counter() - start
+    vec.close()
+    return steps * num_envs / seconds
+
+
+@hydra.main(config_path="../configs", config_name="env_speed", version_base=None)
+def main(cfg: DictConfig) -> None:
+    args = (cfg.task, cfg.resolution, cfg.steps, cfg.seed)
+    print(f"{cfg.task} at {cfg.resolution}x{cfg.resolution}, {cfg.steps} control steps per figure")
+    print(f"physics only (step_physics), 1 process : {physics_steps_per_s(*args):8.1f} control steps/s")
+    print(f"rendering only, 1 process               : {render_frames_per_s(*args):8.1f} frames/s")
+    print(f"env.step (physics + frame), 1 process   : {env_steps_per_s(*args):8.1f} steps/s = frames/s")
+    rate = vector_env_steps_per_s(*args, cfg.num_envs)
+    print(f"AsyncVectorEnv, {cfg.num_envs} processes             : {rate:8.1f} steps/s = frames/s (resets included)")
+
+
+if __name__ == "__main__":
+    main()
