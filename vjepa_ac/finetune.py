@@ -220,7 +220,7 @@ def finetune(cfg: DictConfig, train_set: Dataset | None = None, val_set: Dataset
         log.info("%d train windows, %d val windows, global batch %d over %d processes, latents %s x %d",
                  len(train_data), len(val_data) if val_data is not None else 0, tcfg.batch_size,
                  info.world_size, latents.grid, pcfg.embed_dim)
-        last_ckpt = ckpt_dir if ckpt_dir.exists() else None
+        last_ckpt = ckpt_dir if start_step > 0 else None  # a checkpoint of an earlier, unrelated run is not "good"
         bar = tqdm(total=tcfg.steps, initial=start_step, desc="finetune", disable=not info.is_main)
         t0, seen = time.time(), 0
         for step, batch in batches(train_data, sampler, per_rank_batch, start_step, num_workers):
