@@ -161,3 +161,15 @@ def test_gradient_planner_rejects_non_differentiable_model():
     z = torch.zeros((1, 2, 4))
     with pytest.raises(TypeError, match="differentiable"):
         GradientPlanner(LOW, HIGH, steps=2).plan(model, z, torch.zeros((1, 7)), z)
+
+
+def test_energy_grid_minimum_is_the_optimum():
+    from planners.landscape import energy_grid
+
+    target = torch.zeros(7)
+    target[0], target[1] = 0.025, -0.05
+    model, z, s, g = problem(target)
+    energies, xs, ys = energy_grid(model, z, s, g, dims=[0, 1], low=LOW, high=HIGH, grid_size=21, batch_size=100)
+    i, j = np.unravel_index(energies.argmin(), energies.shape)
+    assert energies.shape == (21, 21) and (xs[i], ys[j]) == pytest.approx((0.025, -0.05))
+    assert model.batch_sizes == [100] * 4 + [41]
