@@ -128,7 +128,8 @@ class Planner:
                 f"world model rollout returned {tuple(z_pred.shape)}, expected [B, H, N, D] with "
                 f"B, H = {tuple(actions.shape[:2])}"
             )
-        energies, skipped = mask_non_finite(latent_l1_energy(z_pred.float(), z_goal.float(), self.energy))
+        energies = latent_l1_energy(z_pred.float(), z_goal.to(z_pred.device).float(), self.energy)
+        energies, skipped = mask_non_finite(energies.to(actions.device))  # candidates live on the CPU
         self.stats["rollout_calls"] += 1
         self.stats["candidates"] += actions.shape[0]
         self.stats["skipped_nonfinite"] += skipped

@@ -1,4 +1,6 @@
 """Planners on a linear latent world model whose optimum is known (planners/synthetic.py)."""
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -6,6 +8,7 @@ import torch
 from planners import CEM, MPPI, GradientPlanner, NonFiniteEnergyError, RandomShooting, latent_l1_energy
 from planners.synthetic import LinearWorldModel
 
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 LOW = np.array([-0.05, -0.05, -0.05, -0.25, -0.25, -0.25, -1.0], dtype=np.float32)
 HIGH = -LOW
 HALF = torch.from_numpy(HIGH)
@@ -173,3 +176,21 @@ def test_energy_grid_minimum_is_the_optimum():
     i, j = np.unravel_index(energies.argmin(), energies.shape)
     assert energies.shape == (21, 21) and (xs[i], ys[j]) == pytest.approx((0.025, -0.05))
     assert model.batch_sizes == [100] * 4 + [41]
+
+
+def test_planner_configs_build_and_bad_configs_fail_clearly():
+    from gymnasium.spaces import Box
+    from omegaconf import OmegaConf
+
+    from planners.factory import PLANNERS, load_world_model, make_planner
+
+    space = Box(LOW, HIGH)
+    for name, cls in PLANNERS.items():
+        cfg = OmegaConf.to_container(OmegaConf.load(CONFIGS / "planner" / f"{name}.yaml"))
+        assert type(make_planner(cfg, space)) is cls
+    with pytest.raises(ValueError, match="not one of"):
+        make_planner({"name": "cme"}, space)
+    with pytest.raises(ValueError, match="num_sample"):
+        make_planner({"name": "cem", "num_sample": 10}, space)
+    with pytest.raises(FileNotFoundError, match="no/such/dir"):
+        load_world_model("no/such/dir")
