@@ -61,6 +61,7 @@ class ManipulationEnv(gym.Env):
 
         self.model = build_model(self.resolution, cfg["physics_timestep"], cfg["shadows"], cfg["multisamples"])
         self.data = mujoco.MjData(self.model)
+        self._scratch = mujoco.MjData(self.model)
         self.h = SceneHandles(self.model)
         self.ik = DifferentialIK(self.model, self.h, cfg["ik_iterations"], cfg["ik_damping"],
                                  cfg["ik_posture_gain"])
@@ -79,7 +80,7 @@ class ManipulationEnv(gym.Env):
 
         self.cmd_pose = np.zeros(6)   # commanded end-effector [x, y, z, roll, pitch, yaw]
         self.cmd_closure = 0.0
-        self.object = ObjectSpec("cube", self.h.max_object_size["cube"].copy(), np.array([0.8, 0.2, 0.2, 1.0]))
+        self._set_object(ObjectSpec("cube", self.h.max_object_size["cube"].copy(), np.array([0.8, 0.2, 0.2, 1.0])))
         self.target_pos = np.zeros(3)
         self.goal_pixels = np.zeros((self.resolution, self.resolution, 3), np.uint8)
         self.goal_wrist_pixels = self.goal_pixels.copy()
@@ -159,9 +160,10 @@ class ManipulationEnv(gym.Env):
         physics, episode = state[: self._physics_size], state[self._physics_size:]
         self.cmd_pose = episode[:6].copy()
         self.cmd_closure = float(episode[6])
-        self.object = ObjectSpec(OBJECT_KINDS[int(episode[7])], episode[8:11].copy(), episode[11:15].copy())
+        obj = ObjectSpec(OBJECT_KINDS[int(episode[7])], episode[8:11].copy(), episode[11:15].copy())
+        if not obj.same_as(self.object):    # skipped in oracle rollouts, which restore the same episode
+            self._set_object(obj)
         self.target_pos = episode[15:18].copy()
-        apply_object(self.model, self.h, self.object, self.cfg["object_density"])
         mujoco.mj_setState(self.model, self.data, physics, PHYSICS_STATE)
         mujoco.mj_forward(self.model, self.data)
 
@@ -224,6 +226,10 @@ class ManipulationEnv(gym.Env):
         rgb = np.clip(base + rng.uniform(-cfg["color_jitter"], cfg["color_jitter"], 3), 0.0, 1.0)
         return ObjectSpec(kind, size, np.append(rgb, 1.0))
 
+    def _set_object(self, obj: ObjectSpec) -> None:
+        self.object = obj
+        apply_object(self.model, self.h, obj, self.cfg["object_density"], self._scratch)
+
     def _place_arm(self, ee_pos: np.ndarray, ee_yaw: float) -> None:
         q = self.ik.solve(HOME_QPOS, ee_pos, euler_to_mat(np.array([0.0, 0.0, ee_yaw])), iterations=100)
         self.data.qpos[self.h.arm_qpos] = q
@@ -233,8 +239,7 @@ class ManipulationEnv(gym.Env):
         super().reset(seed=seed)
         rng, cfg = self.np_random, self.cfg
         mujoco.mj_resetData(self.model, self.data)
-        self.object = self._sample_object(rng)
-        apply_object(self.model, self.h, self.object, cfg["object_density"])
+        self._set_object(self._sample_object(rng))
         ee_pos = rng.uniform(cfg["ee_start_low"], cfg["ee_start_high"])
         ee_yaw = rng.uniform(*cfg["ee_start_yaw"])
         self._place_arm(ee_pos, ee_yaw)

@@ -30,6 +30,10 @@ class ObjectSpec:
         """Half the width the fingers close on."""
         return float(self.size[1] if self.kind == "cube" else self.size[0])
 
+    def same_as(self, other: "ObjectSpec") -> bool:
+        return self.kind == other.kind and np.array_equal(self.size, other.size) and np.array_equal(self.rgba,
+                                                                                                   other.rgba)
+
     def mass_inertia(self, density: float) -> tuple[float, np.ndarray]:
         if self.kind == "cube":
             ext = 2 * self.size
@@ -81,8 +85,10 @@ class SceneHandles:
         self.max_object_size = {kind: model.geom_size[g].copy() for kind, g in self.object_geoms.items()}
 
 
-def apply_object(model: mujoco.MjModel, handles: SceneHandles, obj: ObjectSpec, density: float) -> None:
-    """Enable ``obj``'s geom with its size, colour and mass; hide and disable the other one."""
+def apply_object(model: mujoco.MjModel, handles: SceneHandles, obj: ObjectSpec, density: float,
+                 scratch: mujoco.MjData) -> None:
+    """Enable ``obj``'s geom with its size, colour and mass; hide and disable the other one.
+    ``scratch`` is a spare ``MjData`` that ``mj_setConst`` may overwrite."""
     if np.any(obj.size > handles.max_object_size[obj.kind] + 1e-9):
         raise ValueError(f"{obj.kind} size {obj.size} exceeds the compiled maximum "
                          f"{handles.max_object_size[obj.kind]} (raise it in envs/assets/scene.xml)")
@@ -96,3 +102,6 @@ def apply_object(model: mujoco.MjModel, handles: SceneHandles, obj: ObjectSpec, 
     mass, inertia = obj.mass_inertia(density)
     model.body_mass[handles.object_body] = mass
     model.body_inertia[handles.object_body] = inertia
+    # recompute the mass-dependent constants (invweight0 scales contact softness); without this a
+    # light object keeps the compiled mass's constants and its contacts can blow up
+    mujoco.mj_setConst(model, scratch)

@@ -56,7 +56,9 @@ def env_steps_per_s(task: str, resolution: int, steps: int, seed: int) -> float:
 
 def vector_env_steps_per_s(task: str, resolution: int, steps: int, seed: int, num_envs: int) -> float:
     """Rendered env steps/s summed over an AsyncVectorEnv of ``num_envs`` processes (autoreset included)."""
-    vec = gymnasium.vector.AsyncVectorEnv([partial(envs.make_env, task, resolution=resolution)] * num_envs)
+    # spawn, not fork: a forked child inherits the parent's GL context and can hang
+    vec = gymnasium.vector.AsyncVectorEnv([partial(envs.make_env, task, resolution=resolution)] * num_envs,
+                                          context="spawn")
     vec.reset(seed=seed)
     actions = random_actions(vec.single_action_space, steps, seed)
     start = time.perf_counter()
