@@ -3,13 +3,12 @@ import gymnasium
 import numpy as np
 import pytest
 
-envs = pytest.importorskip("envs")
-
-from planners import CEM  # noqa: E402
-from planners.media import plot_energies, write_episode_video  # noqa: E402
-from planners.mpc import run_episode  # noqa: E402
-from planners.oracle import PrivilegedOracleWorldModel  # noqa: E402
-from planners.synthetic import LinearWorldModel  # noqa: E402
+import envs
+from planners import CEM
+from planners.media import plot_energies, write_episode_video
+from planners.mpc import run_episode
+from planners.oracle import PrivilegedOracleWorldModel
+from planners.synthetic import LinearWorldModel
 
 PRIVILEGED_INFO = ("ee_pos", "object_pos", "object_quat", "target_pos", "distances")
 

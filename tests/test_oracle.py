@@ -3,11 +3,10 @@ import numpy as np
 import pytest
 import torch
 
-envs = pytest.importorskip("envs")
-
-from planners import CEM, GradientPlanner  # noqa: E402
-from planners.mpc import run_episode  # noqa: E402
-from planners.oracle import PrivilegedOracleWorldModel  # noqa: E402
+import envs
+from planners import CEM, GradientPlanner
+from planners.mpc import run_episode
+from planners.oracle import PrivilegedOracleWorldModel
 
 
 @pytest.fixture(scope="module")
