@@ -22,6 +22,19 @@ PHYSICS_STATE = mujoco.mjtState.mjSTATE_INTEGRATION   # qpos, qvel, ctrl, warm s
 EPISODE_STATE_SIZE = 6 + 1 + 1 + 3 + 4 + 3   # commanded pose, closure, object kind, size, rgba, target
 
 
+def control_timing(cfg: dict) -> tuple[int, int]:
+    """Physics steps per control step, and how many chunks they are split into for the joint-target ramp."""
+    substeps = 1.0 / (cfg["control_hz"] * cfg["physics_timestep"])
+    if abs(substeps - round(substeps)) > 1e-6 or round(substeps) < 1:
+        raise ValueError(f"control_hz={cfg['control_hz']} x physics_timestep={cfg['physics_timestep']} "
+                         "must divide 1 (a whole number of physics steps per control step)")
+    substeps, chunks = round(substeps), int(cfg["control_chunks"])
+    if substeps % chunks or not 1 <= cfg["ramp_chunks"] <= chunks:
+        raise ValueError(f"control_chunks={chunks} must divide the {substeps} physics steps per control step "
+                         f"and ramp_chunks={cfg['ramp_chunks']} must lie in [1, control_chunks]")
+    return substeps, chunks
+
+
 class ManipulationEnv(gym.Env):
     """A Panda-like arm on a table with one object, driven by end-effector delta actions.
 
@@ -44,15 +57,7 @@ class ManipulationEnv(gym.Env):
         self.resolution = int(cfg["resolution"])
         if self.resolution < 8:
             raise ValueError(f"resolution must be >= 8, got {cfg['resolution']}")
-        substeps = 1.0 / (cfg["control_hz"] * cfg["physics_timestep"])
-        if abs(substeps - round(substeps)) > 1e-6 or round(substeps) < 1:
-            raise ValueError(f"control_hz={cfg['control_hz']} x physics_timestep={cfg['physics_timestep']} "
-                             "must divide 1 (a whole number of physics steps per control step)")
-        self.substeps = round(substeps)
-        self._chunks = int(cfg["control_chunks"])
-        if self.substeps % self._chunks or not 1 <= cfg["ramp_chunks"] <= self._chunks:
-            raise ValueError(f"control_chunks={self._chunks} must divide the {self.substeps} physics steps per "
-                             f"control step and ramp_chunks={cfg['ramp_chunks']} must lie in [1, control_chunks]")
+        self.substeps, self._chunks = control_timing(cfg)
         self.max_episode_steps = int(cfg["episode_steps"])
         self.metadata = {**self.metadata, "render_fps": cfg["control_hz"]}
         unknown = sorted(set(cfg["object_types"]) - set(OBJECT_KINDS))
@@ -123,14 +128,15 @@ class ManipulationEnv(gym.Env):
     def _object_geom(self) -> int:
         return self.h.object_geoms[self.object.kind]
 
+    def _pads_touching(self) -> list[bool]:
+        return [self._touching(pad, self._object_geom) for pad in (self.h.left_pad, self.h.right_pad)]
+
     def is_grasped(self) -> bool:
         """Both finger pads touch the object."""
-        return self._touching(self.h.left_pad, self._object_geom) and self._touching(self.h.right_pad,
-                                                                                     self._object_geom)
+        return all(self._pads_touching())
 
     def touching_fingers(self) -> bool:
-        return self._touching(self.h.left_pad, self._object_geom) or self._touching(self.h.right_pad,
-                                                                                    self._object_geom)
+        return any(self._pads_touching())
 
     def touching_table(self) -> bool:
         return self._touching(self.h.table, self._object_geom)
@@ -147,8 +153,8 @@ class ManipulationEnv(gym.Env):
         """Full physics, controller and episode state as one float vector (see ``set_sim_state``)."""
         physics = np.empty(self._physics_size)
         mujoco.mj_getState(self.model, self.data, physics, PHYSICS_STATE)
-        episode = np.concatenate([self.cmd_pose, [self.cmd_closure, OBJECT_KINDS.index(self.object.kind)], self.object.size,
-                                  self.object.rgba, self.target_pos])
+        episode = np.concatenate([self.cmd_pose, [self.cmd_closure, OBJECT_KINDS.index(self.object.kind)],
+                                  self.object.size, self.object.rgba, self.target_pos])
         return np.concatenate([physics, episode])
 
     def set_sim_state(self, state: np.ndarray) -> None:

@@ -15,8 +15,8 @@ from omegaconf import DictConfig
 import envs
 
 
-def random_actions(env: gymnasium.Env, steps: int, seed: int) -> np.ndarray:
-    high = env.action_space.high
+def random_actions(space: gymnasium.spaces.Box, steps: int, seed: int) -> np.ndarray:
+    high = space.high
     return np.random.default_rng(seed).uniform(-high, high, (steps, len(high))).astype(np.float32)
 
 
@@ -25,7 +25,7 @@ def physics_steps_per_s(task: str, resolution: int, steps: int, seed: int) -> fl
     env = envs.make_env(task, resolution=resolution)
     env.reset(seed=seed)
     start = time.perf_counter()
-    for action in random_actions(env, steps, seed):
+    for action in random_actions(env.action_space, steps, seed):
         env.unwrapped.step_physics(action)
     return steps / (time.perf_counter() - start)
 
@@ -45,7 +45,7 @@ def env_steps_per_s(task: str, resolution: int, steps: int, seed: int) -> float:
     env = envs.make_env(task, resolution=resolution)
     env.reset(seed=seed)
     elapsed = 0.0
-    for i, action in enumerate(random_actions(env, steps, seed)):
+    for i, action in enumerate(random_actions(env.action_space, steps, seed)):
         start = time.perf_counter()
         _, _, terminated, truncated, _ = env.step(action)
         elapsed += time.perf_counter() - start

@@ -224,9 +224,37 @@ def test_gl_backend_fallback(monkeypatch):
     monkeypatch.delitem(__import__("sys").modules, "mujoco")   # pretend mujoco is not bound yet
     monkeypatch.delenv("MUJOCO_GL", raising=False)
     monkeypatch.delenv("PYOPENGL_PLATFORM", raising=False)
-    monkeypatch.setattr(rendering.ctypes.util, "find_library", lambda name: "libOSMesa.so" if name == "OSMesa" else None)
+    only_osmesa = lambda name: "libOSMesa.so" if name == "OSMesa" else None  # noqa: E731
+    monkeypatch.setattr(rendering.ctypes.util, "find_library", only_osmesa)
     assert rendering.select_gl_backend() == "osmesa"
     monkeypatch.setenv("MUJOCO_GL", "egl")
     monkeypatch.setattr(rendering.ctypes.util, "find_library", lambda name: None)
     with pytest.raises(RuntimeError, match="MUJOCO_GL=egl.*MUJOCO_GL=osmesa"):
         rendering.select_gl_backend()
+
+
+def _random_episodes_are_stable(task: str, episodes: int) -> None:
+    """Noisy expert then uniformly random actions (gripper included): no solver blow-up, no flying objects."""
+    env = envs.make_env(task)
+    u = env.unwrapped
+    rng = np.random.default_rng(0)
+    for seed in range(episodes):
+        env.reset(seed=seed)
+        expert = envs.make_expert(env, noise=0.3, rng=rng)
+        for step in range(40):
+            action = expert.act() if step < 15 else rng.uniform(-1, 1, 7) * env.action_space.high
+            u.step_physics(action)
+            speed = np.linalg.norm(u.data.qvel[u.h.object_dof:u.h.object_dof + 3])
+            assert speed < 8.0, f"{task} seed {seed} step {step}: object speed {speed:.1f} m/s"
+        assert u.data.warning[mujoco.mjtWarning.mjWARN_BADQACC].number == 0, f"{task} seed {seed}: unstable"
+    env.close()
+
+
+def test_random_actions_are_stable():
+    _random_episodes_are_stable("grasp", episodes=4)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("task", ["grasp", "reach_with_object", "pick_place"])
+def test_random_actions_are_stable_many_episodes(task):
+    _random_episodes_are_stable(task, episodes=60)
