@@ -4,6 +4,8 @@
     torchrun --nproc_per_node=2 scripts/pretrain.py data.root=data/videos device=cpu
 """
 
+import os
+
 import hydra
 from omegaconf import DictConfig
 
@@ -12,7 +14,9 @@ from vjepa_ac.pretrain import pretrain
 
 @hydra.main(config_path="../configs", config_name="pretrain", version_base=None)
 def main(cfg: DictConfig) -> None:
-    print(f"checkpoint: {pretrain(cfg)}")
+    path = pretrain(cfg)
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(f"checkpoint: {path}")
 
 
 if __name__ == "__main__":
