@@ -2,6 +2,7 @@
 
 import logging
 
+import av
 import numpy as np
 import pytest
 import torch
@@ -36,6 +37,22 @@ def test_write_read_probe_round_trip(tmp_path):
     assert np.abs(decoded.astype(int) - frames).max() <= 4  # lossy, but flat colours survive
     assert frame_ids(read_frames(path, [3, 7, 19])).tolist() == [3, 7, 19]
     assert not list(tmp_path.glob(".*partial"))  # the temp file was renamed away
+
+
+@pytest.mark.parametrize("name,codec", [("a.mkv", "libx264"), ("a.webm", "libvpx-vp9"), ("a.avi", "mpeg4")])
+def test_other_containers_are_read(tmp_path, name, codec):
+    """Users' folders hold more than our mp4s; mkv and webm do not record a frame count in the header."""
+    frames = indexed_frames(10)
+    with av.open(str(tmp_path / name), mode="w") as container:
+        stream = container.add_stream(codec, rate=5)
+        stream.width, stream.height, stream.pix_fmt = 48, 32, "yuv420p"
+        for frame in frames:
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+        container.mux(stream.encode())
+    assert probe_video(tmp_path / name).num_frames == 10
+    ds = VideoClipDataset(tmp_path, frames_per_clip=5, frame_step=2, resolution=16, random_resized_crop=False)
+    assert len(ds) == 1 and not ds.skipped
+    assert frame_ids(denormalize_frames(ds[0])).tolist() == [0, 2, 4, 6, 8]
 
 
 def test_write_video_rejects_bad_frames(tmp_path):
