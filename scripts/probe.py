@@ -89,11 +89,12 @@ def main(cfg: DictConfig) -> None:
     fit = episode % 2 == 0
     print(f"{len(frames)} frames from {episode.max() + 1} episodes ({fit.sum()} fit / {(~fit).sum()} held out)")
     ckpt = Path(cfg.checkpoint)
-    model_cfg = load_config(ckpt).model if ckpt.exists() else cfg.model
-    torch.manual_seed(0)
-    encoders = {"random init": VideoEncoder(vjepa2_config(model_cfg))}
+    run_cfg = load_config(ckpt) if ckpt.exists() else {"model": cfg.model, "seed": 0}
+    torch.manual_seed(run_cfg["seed"])  # the same draw as the pretraining run's initial encoder weights
+    encoders = {"random init": VideoEncoder(vjepa2_config(run_cfg["model"]))}
     if ckpt.exists():
-        encoders[f"pretrained ({cfg.weights})"] = VideoEncoder.from_checkpoint(ckpt, cfg.weights)
+        for weights in cfg.weights:
+            encoders[f"pretrained ({weights})"] = VideoEncoder.from_checkpoint(ckpt, weights)
     else:
         print(f"no checkpoint at {ckpt}: probing the random-init encoder only")
     results = {}
