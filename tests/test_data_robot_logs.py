@@ -104,6 +104,15 @@ def test_frame_stride_sums_actions(dataset_root):
     assert torch.allclose(actions, states[1:] - states[:-1])
 
 
+def test_lazy_decoding_with_a_small_cache_gives_the_same_items(dataset_root):
+    eager = RobotLogDataset(dataset_root, num_steps=3, split="all")
+    lazy = RobotLogDataset(dataset_root, num_steps=3, split="all", preload=False, cache_mb=0)
+    assert not lazy.cache and len(eager.cache) == 3
+    for idx in [0, 20, 5, 24]:
+        assert all(torch.equal(a, b) for a, b in zip(eager[idx], lazy[idx]))
+        assert len(lazy.cache) == 1  # evicted down to the file in use
+
+
 def test_resolution_resizes_frames(dataset_root):
     frames, _, _ = RobotLogDataset(dataset_root, num_steps=2, split="all", resolution=8)[0]
     assert frames.shape == (2, 3, 8, 8)

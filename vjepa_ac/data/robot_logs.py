@@ -8,12 +8,15 @@ addition, the DESIGN.md action convention). Windows never cross episodes; the tr
 episode, never by frame.
 
 Everything is checked when the dataset is built (`lerobot_format`): files, features, dimensions,
-NaN/inf, timestamps against fps, video frame counts against parquet rows; errors name the file,
-episode and feature. Each video file is decoded once and its frames kept as uint8 (optionally
-resized to `resolution`), so items cost a slice and a normalisation.
+NaN/inf, timestamps against fps, video frame counts (header) against parquet rows; errors name the
+file, episode and feature. Each video file is decoded whole and its frames kept as uint8 (resized
+to `resolution` when set) in a per-process cache of at most `cache_mb`, so items cost a slice and a
+normalisation. With `preload` the cache is filled when the dataset is built (DataLoader workers
+forked afterwards share it); what does not fit is decoded on first use and evicted least recently
+used first.
 """
 
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
 from pathlib import Path
 
 import numpy as np
@@ -64,6 +67,8 @@ class RobotLogDataset(Dataset):
         state_dim: int = 7,
         action_dim: int = 7,
         resolution: int | None = None,
+        preload: bool = True,
+        cache_mb: float = 4096,
     ):
         if num_steps < 2 or frame_stride < 1 or window_step < 1:
             raise ValueError(f"need num_steps >= 2, frame_stride >= 1, window_step >= 1; got {num_steps}, "
@@ -80,9 +85,15 @@ class RobotLogDataset(Dataset):
         self.states: dict[int, np.ndarray] = {}
         self.actions: dict[int, np.ndarray] = {}
         self._load_vectors()
-        self.segments = {e: video_segment(meta, e, camera_key) for e in self.episodes}
-        self.frames: dict[int, np.ndarray] = {}  # episode -> uint8 [L, H, W, 3]
-        self._load_frames()
+        self.video_files: dict[Path, list[tuple[int, int, int]]] = {}  # file -> (episode, first frame, length)
+        self.location: dict[int, tuple[Path, int, int]] = {}  # episode -> (file, first frame, length)
+        self._check_videos()
+        self.cache: OrderedDict[Path, np.ndarray] = OrderedDict()  # file -> uint8 [N, H, W, 3]
+        self.cache_bytes = cache_mb * 2**20
+        for path in self.video_files if preload else []:
+            if sum(f.nbytes for f in self.cache.values()) >= self.cache_bytes:
+                break
+            self._file_frames(path)
 
         span = (num_steps - 1) * frame_stride
         self.windows = [(e, s) for e in self.episodes for s in range(0, len(self.states[e]) - span, window_step)]
@@ -118,13 +129,13 @@ class RobotLogDataset(Dataset):
                     check_vectors(values, dim, str(path), e, key)
                     store[e] = values
 
-    def _load_frames(self) -> None:
-        """Decode every video file the split uses once, checking its frame count against the parquet rows."""
+    def _check_videos(self) -> None:
+        """Locate every episode's frames and check each video file the split uses exists and holds
+        exactly the frames of the episodes that point into it."""
         by_file = defaultdict(list)
         for e in self.meta.episodes.index:  # all episodes: a file's frame count covers everything in it
-            if self.camera_key in self.meta.features:
-                path, start = video_segment(self.meta, int(e), self.camera_key)
-                by_file[path].append((int(e), start, int(self.meta.episodes.loc[e, "length"])))
+            path, start = video_segment(self.meta, int(e), self.camera_key)
+            by_file[path].append((int(e), start, int(self.meta.episodes.loc[e, "length"])))
         wanted = set(self.episodes)
         for path, segments in by_file.items():
             if not any(e in wanted for e, _, _ in segments):
@@ -132,18 +143,36 @@ class RobotLogDataset(Dataset):
             if not path.is_file():
                 raise FileNotFoundError(f"{path}: missing (feature '{self.camera_key}', episodes "
                                         f"{[e for e, _, _ in segments][:10]})")
-            expected = max(start + length for _, start, length in segments)
-            header = probe_video(path).num_frames
-            frames = read_video(path)
-            for e, start, length in segments:
-                if start + length > len(frames) or len(frames) != expected or header != len(frames):
-                    raise DatasetFormatError(
-                        f"{path}: episode {e}, feature '{self.camera_key}': video has {len(frames)} frames "
-                        f"(header {header}), the parquet rows of its episodes need {expected} "
-                        f"(this episode: frames {start}..{start + length - 1})")
-                if e in wanted:
-                    segment = frames[start:start + length]
-                    self.frames[e] = crop_resize(segment, self.resolution).numpy() if self.resolution else segment
+            self._check_frame_count(path, segments, probe_video(path).num_frames, "header")
+            self.video_files[path] = segments
+            self.location.update({e: (path, start, length) for e, start, length in segments if e in wanted})
+
+    def _check_frame_count(self, path: Path, segments: list[tuple[int, int, int]], count: int, source: str) -> None:
+        expected = max(start + length for _, start, length in segments)
+        if count != expected:
+            e, start, length = next((s for s in segments if s[1] + s[2] > count), segments[-1])
+            raise DatasetFormatError(
+                f"{path}: episode {e}, feature '{self.camera_key}': video has {count} frames ({source}), the "
+                f"parquet rows of its episodes need {expected} (this episode: frames {start}..{start + length - 1})")
+
+    def _file_frames(self, path: Path) -> np.ndarray:
+        """All frames of a video file (resized when `resolution` is set), decoded once per process."""
+        if path in self.cache:
+            self.cache.move_to_end(path)
+            return self.cache[path]
+        frames = read_video(path)
+        self._check_frame_count(path, self.video_files[path], len(frames), "decoded")
+        if self.resolution:
+            frames = crop_resize(frames, self.resolution).numpy()
+        self.cache[path] = frames
+        while len(self.cache) > 1 and sum(f.nbytes for f in self.cache.values()) > self.cache_bytes:
+            self.cache.popitem(last=False)
+        return frames
+
+    def episode_frames(self, episode: int) -> np.ndarray:
+        """uint8 `[L, H, W, 3]` frames of one episode."""
+        path, start, length = self.location[episode]
+        return self._file_frames(path)[start:start + length]
 
     def __len__(self) -> int:
         return len(self.windows)
@@ -151,7 +180,7 @@ class RobotLogDataset(Dataset):
     def __getitem__(self, idx: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         episode, start = self.windows[idx]
         stop = start + (self.num_steps - 1) * self.frame_stride + 1
-        frames = normalize_frames(self.frames[episode][start:stop:self.frame_stride])
+        frames = normalize_frames(self.episode_frames(episode)[start:stop:self.frame_stride])
         states = torch.from_numpy(self.states[episode][start:stop:self.frame_stride])
         per_step = self.actions[episode][start:stop - 1]
         actions = per_step.reshape(self.num_steps - 1, self.frame_stride, -1).sum(1)
