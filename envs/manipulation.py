@@ -9,6 +9,7 @@ from gymnasium import spaces
 
 from envs.config import load_task_config
 from envs.controller import DifferentialIK
+from envs.experts import ScriptedExpert
 from envs.rendering import make_renderer
 from envs.rotations import euler_to_mat, mat_to_euler, wrap_angle, yaw_quat
 from envs.scene import (FINGER_OPEN, HOME_QPOS, OBJECT_KINDS, TABLE_TOP, ObjectSpec, SceneHandles, apply_object,
@@ -91,6 +92,8 @@ class ManipulationEnv(gym.Env):
         self.goal_wrist_pixels = self.goal_pixels.copy()
         self.goal_features = np.zeros_like(self.task.features(self))
         self.goal_reached = False   # did the goal-making expert run succeed
+        self.subgoal_pixels: list[np.ndarray] = []     # intermediate goal images (PickPlace), in order
+        self.subgoal_features: list[np.ndarray] = []
         self._steps = 0
 
     # ----- privileged quantities (experts, success, metrics; never the learned planner) -----
@@ -270,12 +273,18 @@ class ManipulationEnv(gym.Env):
         return self._obs(), self._info(action_clipped=False)
 
     def _make_goal(self) -> None:
-        """Goal image and features: the scripted expert's final state, run on a copy of this state."""
-        from envs.experts import ScriptedExpert
+        """Goal image and features: the scripted expert's final state, run on a copy of this state.
+        Subgoal images are taken on the way where the task defines them (PickPlace)."""
         start = self.get_sim_state()
         expert = ScriptedExpert(self, noise=0.0)
+        conditions = self.task.subgoal_conditions()
+        self.subgoal_pixels, self.subgoal_features = [], []
         for _ in range(self.max_episode_steps):
             self._control_step(expert.act())
+            reached = len(self.subgoal_pixels)
+            if reached < len(conditions) and conditions[reached](self):
+                self.subgoal_pixels.append(self._render_camera(self.cfg["camera"]))
+                self.subgoal_features.append(self.privileged_features())
         self.goal_pixels = self._render_camera(self.cfg["camera"])
         if self.cfg["wrist_camera"]:
             self.goal_wrist_pixels = self._render_camera("wrist")

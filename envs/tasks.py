@@ -5,6 +5,8 @@ Every predicate reads the privileged simulator state through the env; none of it
 planner, which only sees pixels, the goal image and proprioception.
 """
 
+from typing import Callable
+
 import numpy as np
 
 
@@ -24,6 +26,10 @@ class Task:
 
     def is_success(self, env) -> bool:
         raise NotImplementedError
+
+    def subgoal_conditions(self) -> list[Callable]:
+        """Predicates marking intermediate goals along the expert's run, in order (none by default)."""
+        return []
 
     def _sample_away_from(self, rng: np.random.Generator, low, high, avoid: np.ndarray,
                           min_distance: float) -> np.ndarray:
@@ -91,6 +97,17 @@ class PickPlace(Task):
     def is_success(self, env):
         near = np.linalg.norm(env.object_pos - env.target_pos) < self.cfg["success_distance"]
         return bool(near and self.is_resting(env))
+
+    def subgoal_conditions(self):
+        """Object grasped and lifted; then carried above the target (as the V-JEPA 2-AC pick-and-place
+        evaluation uses subgoal images)."""
+        def lifted(env):
+            return env.is_grasped() and env.object_pos[2] - env.object_rest_z > self.cfg["subgoal_lift"]
+
+        def above_target(env):
+            return env.is_grasped() and np.linalg.norm(env.object_pos[:2] - env.target_pos[:2]) < 0.02
+
+        return [lifted, above_target]
 
 
 TASKS = {task.name: task for task in (Reach, Grasp, ReachWithObject, PickPlace)}

@@ -258,3 +258,15 @@ def test_random_actions_are_stable():
 @pytest.mark.parametrize("task", ["grasp", "reach_with_object", "pick_place"])
 def test_random_actions_are_stable_many_episodes(task):
     _random_episodes_are_stable(task, episodes=60)
+
+
+def test_pick_place_subgoals():
+    env = envs.make_env("pick_place")
+    env.reset(seed=1)
+    u = env.unwrapped
+    assert len(u.subgoal_pixels) == len(u.subgoal_features) == 2
+    lifted, above = u.subgoal_features       # features: ee (3), object (3), closure
+    assert lifted[5] > u.object_rest_z + 0.05
+    np.testing.assert_allclose(above[3:5], u.target_pos[:2], atol=0.02)
+    assert not np.array_equal(u.subgoal_pixels[1], u.goal_pixels)
+    env.close()
