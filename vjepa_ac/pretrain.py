@@ -236,8 +236,6 @@ def _pretrain(cfg: DictConfig, dist_info: DistInfo, dataset) -> Path:
     grid = (cfg.data.frames_per_clip // config.tubelet_size, config.crop_size // config.patch_size,
             config.crop_size // config.patch_size)
     collator = MultiBlockMaskCollator(grid, mask_sets(cfg), seed=cfg.seed, rank=dist_info.rank)
-    loader = torch.utils.data.DataLoader(dataset, batch_size=per_rank, sampler=sampler, collate_fn=collator,
-                                         num_workers=cfg.data.num_workers, drop_last=True)
     use_bf16 = cfg.optim.bf16 and device.type == "cuda"
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16)
     logger = TensorBoardLogger(run_dir / "tb", enabled=main)
@@ -261,6 +259,11 @@ def _pretrain(cfg: DictConfig, dist_info: DistInfo, dataset) -> Path:
         epoch, offset = divmod(step, steps_per_epoch)
         sampler.set_epoch(epoch, skip=offset * per_rank)
         collator.set_epoch(epoch, start_batch=offset)
+        # workers' RNG (random crops) seeded from (seed, rank, epoch, offset): re-runs and resumed runs repeat
+        # themselves; masks and clip order match an uninterrupted run exactly, random crops do not after a resume
+        loader = torch.utils.data.DataLoader(
+            dataset, batch_size=per_rank, sampler=sampler, collate_fn=collator, num_workers=cfg.data.num_workers,
+            drop_last=True, generator=torch.Generator().manual_seed(hash((cfg.seed, dist_info.rank, epoch, offset))))
         for batch in loader:
             video = batch["video"].to(device, non_blocking=True)
             masks = [(c.to(device), t.to(device)) for c, t in batch["masks"]]
