@@ -83,3 +83,16 @@ def test_bad_dimensions_name_both_numbers():
         pred(torch.randn(2, 4, 6, 32), s, a)
     with pytest.raises(ValueError, match="not divisible"):
         ACPredictorConfig(embed_dim=8, grid=(2, 2), dim=50, heads=4)
+
+
+def test_input_stats_normalise_states_and_actions_and_keep_constant_dims():
+    pred = _predictor()
+    states = torch.randn(100, 7) * torch.tensor([2.0, 0.5, 1, 1, 1, 1, 0]) + 3.0
+    actions = torch.randn(100, 7) * torch.tensor([0.05, 0.05, 0.05, 0, 0, 0, 1.0])
+    pred.set_input_stats(states, actions)
+    assert torch.allclose(pred.state_mean, states.mean(0))
+    assert pred.state_std[6] == 1 and pred.action_std[3] == 1  # constant dims are not blown up
+    assert 0.03 < pred.action_std[0] < 0.07
+    z, s, a = _inputs()
+    out = pred(z, s, a)
+    assert torch.isfinite(out).all()

@@ -94,6 +94,7 @@ def test_a_few_steps_lower_the_loss(tmp_path):
         before = sum(FinetuneLoss(untrained, 2)(z, batch[1], batch[2]))
         after = sum(FinetuneLoss(wm.predictor, 2)(z, batch[1], batch[2]))
     assert after < 0.8 * before, (before, after)
+    assert torch.all(wm.predictor.action_std[:2] < 0.1) and torch.all(wm.predictor.action_std[2:] == 1)  # from the data
     assert (tmp_path / "run" / "tb").is_dir()
     assert OmegaConf.load(ckpt / "config.yaml").world_model.encoder.hidden_size == 48
 
@@ -105,7 +106,8 @@ def test_nan_stops_with_step_keeps_checkpoint_and_resume_matches_uninterrupted(t
 
     interrupted = _cfg(tmp_path / "b", train={"ckpt_every": 3})
     with pytest.raises(NonFiniteLossError, match=r"at step 4 .*last good checkpoint kept"):
-        finetune(interrupted, PoisonAfter(data, calls=1 + 4 * 8))  # item 0 is read by the dims check
+        # before training: item 0 is read by the dims check, every item by the input statistics
+        finetune(interrupted, PoisonAfter(data, calls=1 + len(data) + 4 * 8))
     assert load_weights_step(tmp_path / "b" / "run") == 3
     finetune(OmegaConf.merge(interrupted, {"resume": True}), data)
 

@@ -144,6 +144,15 @@ def latent_dataset(cfg: DictConfig, raw: Dataset, latents: FrameLatents, split: 
     return windows
 
 
+def state_action_sample(dataset: Dataset, max_items: int = 4096) -> tuple[torch.Tensor, torch.Tensor]:
+    """States and actions of (a seeded subset of) the windows, for the predictor's input normalisation."""
+    if isinstance(dataset, embedding_cache.LatentWindows):
+        return dataset.states, dataset.actions
+    picked = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(0))[:max_items].tolist()
+    items = [dataset[i] for i in picked]
+    return torch.stack([it[1] for it in items]), torch.stack([it[2] for it in items])
+
+
 def batches(dataset: Dataset, sampler: ResumableSampler, batch_size: int, start_step: int, num_workers: int):
     """Endless `(step, batch)` from `start_step`, resuming mid-epoch exactly where a run stopped."""
     steps_per_epoch = sampler.per_rank // batch_size
@@ -199,6 +208,7 @@ def finetune(cfg: DictConfig, train_set: Dataset | None = None, val_set: Dataset
     train_data = latent_dataset(cfg, train_set, latents, "train", info.is_main, info.device)
     val_data = latent_dataset(cfg, val_set, latents, "val", info.is_main, info.device) if val_set is not None else None
 
+    predictor.set_input_stats(*state_action_sample(train_data))
     optimizer = torch.optim.AdamW(adamw_param_groups(predictor, tcfg.weight_decay), lr=tcfg.lr,
                                   betas=tuple(tcfg.betas))
     start_step = 0

@@ -34,6 +34,7 @@ class ACPredictorConfig:
     action_dim: int = 7
     state_dim: int = 7
     rope_theta: float = 10000.0
+    residual: bool = True  # predict frame t+1 as layer_norm(z_t + change): "no motion" is the easy default
 
     def __post_init__(self) -> None:
         self.grid = tuple(int(g) for g in self.grid)
@@ -117,6 +118,22 @@ class ACPredictor(nn.Module):
         self.norm = nn.LayerNorm(cfg.dim)
         self.head = nn.Linear(cfg.dim, cfg.embed_dim)
         self.apply(self._init_weights)
+        # Per-dimension input normalisation of states and actions (set from the training data by
+        # `set_input_stats`, saved with the weights): raw actions are centimetre-scale deltas, far too
+        # small for a freshly initialised linear embedding to notice.
+        self.register_buffer("state_mean", torch.zeros(cfg.state_dim))
+        self.register_buffer("state_std", torch.ones(cfg.state_dim))
+        self.register_buffer("action_std", torch.ones(cfg.action_dim))
+
+    @torch.no_grad()
+    def set_input_stats(self, states: torch.Tensor, actions: torch.Tensor, min_std: float = 1e-3) -> None:
+        """Normalise states by their mean/std and actions by their std (zero stays "no motion"),
+        over samples `states [..., S]`, `actions [..., A]`; constant dimensions keep scale 1."""
+        s, a = states.reshape(-1, self.cfg.state_dim).float(), actions.reshape(-1, self.cfg.action_dim).float()
+        self.state_mean.copy_(s.mean(0))
+        s_std, a_std = s.std(0), a.pow(2).mean(0).sqrt()
+        self.state_std.copy_(torch.where(s_std > min_std, s_std, torch.ones_like(s_std)))
+        self.action_std.copy_(torch.where(a_std > min_std, a_std, torch.ones_like(a_std)))
 
     @staticmethod
     def _init_weights(m: nn.Module) -> None:
@@ -152,15 +169,17 @@ class ACPredictor(nn.Module):
         """
         B = max(z.shape[0], states.shape[0], actions.shape[0])
         T = z.shape[1]
-        a = self.action_embed(actions).unsqueeze(2).expand(B, T, 1, -1)
-        s = self.state_embed(states).unsqueeze(2).expand(B, T, 1, -1)
+        a = self.action_embed(actions / self.action_std).unsqueeze(2).expand(B, T, 1, -1)
+        s = self.state_embed((states - self.state_mean) / self.state_std).unsqueeze(2).expand(B, T, 1, -1)
         f = self.frame_embed(z).expand(B, T, -1, -1)
         return torch.cat([a, s, f], dim=2).flatten(1, 2)
 
-    def _readout(self, x: torch.Tensor, steps: int) -> torch.Tensor:
-        """Frame-token outputs `[B, steps*(N+2), dim]` -> layer-normed latents `[B, steps, N, D]`."""
-        x = x.unflatten(1, (steps, self.cfg.tokens_per_frame + 2))[:, :, 2:]
+    def _readout(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """Frame-token outputs `[B, T*(N+2), dim]` -> layer-normed latents `[B, T, N, D]` (inputs `z [B|1, T, N, D]`)."""
+        x = x.unflatten(1, (z.shape[1], self.cfg.tokens_per_frame + 2))[:, :, 2:]
         out = self.head(self.norm(x))
+        if self.cfg.residual:
+            out = out + z
         return F.layer_norm(out, (out.shape[-1],))
 
     def forward(self, z: torch.Tensor, states: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
@@ -176,7 +195,7 @@ class ACPredictor(nn.Module):
         x = self._tokens(z, states, actions)
         for blk in self.blocks:
             x = blk(x, rot, mask=mask)
-        return self._readout(x, T)
+        return self._readout(x, z)
 
     def new_cache(self) -> KVCache:
         return KVCache(self.cfg.depth)
@@ -192,4 +211,4 @@ class ACPredictor(nn.Module):
         for i, blk in enumerate(self.blocks):
             x = blk(x, rot, cache=cache, layer=i)
         cache.t += 1
-        return self._readout(x, 1)[:, 0]
+        return self._readout(x, z_t.unsqueeze(1))[:, 0]
