@@ -40,18 +40,27 @@ def render_frames_per_s(task: str, resolution: int, steps: int, seed: int) -> fl
     return steps / (time.perf_counter() - start)
 
 
-def env_steps_per_s(task: str, resolution: int, steps: int, seed: int) -> float:
-    """Full ``env.step`` (physics + rendered observation), resets excluded from the timing."""
+def reset_seconds(task: str, resolution: int, resets: int, seed: int) -> float:
+    """Mean ``reset`` time; it includes the goal-making expert run and two rendered frames."""
     env = envs.make_env(task, resolution=resolution)
     env.reset(seed=seed)
-    elapsed = 0.0
+    start = time.perf_counter()
+    for i in range(resets):
+        env.reset(seed=seed + 1 + i)
+    return (time.perf_counter() - start) / resets
+
+
+def env_steps_per_s(task: str, resolution: int, steps: int, seed: int) -> float:
+    """Full ``env.step`` (physics + rendered observation), resets at episode ends included, as in
+    the vector env."""
+    env = envs.make_env(task, resolution=resolution)
+    env.reset(seed=seed)
+    start = time.perf_counter()
     for i, action in enumerate(random_actions(env.action_space, steps, seed)):
-        start = time.perf_counter()
         _, _, terminated, truncated, _ = env.step(action)
-        elapsed += time.perf_counter() - start
         if terminated or truncated:
             env.reset(seed=seed + i)
-    return steps / elapsed
+    return steps / (time.perf_counter() - start)
 
 
 def vector_env_steps_per_s(task: str, resolution: int, steps: int, seed: int, num_envs: int) -> float:
@@ -75,9 +84,12 @@ def main(cfg: DictConfig) -> None:
     print(f"{cfg.task} at {cfg.resolution}x{cfg.resolution}, {cfg.steps} control steps per figure")
     print(f"physics only (step_physics), 1 process : {physics_steps_per_s(*args):8.1f} control steps/s")
     print(f"rendering only, 1 process               : {render_frames_per_s(*args):8.1f} frames/s")
-    print(f"env.step (physics + frame), 1 process   : {env_steps_per_s(*args):8.1f} steps/s = frames/s")
+    print(f"reset (goal-making expert run)          : {reset_seconds(cfg.task, cfg.resolution, 10, cfg.seed):8.3f} s")
+    print(f"env.step (physics + frame), 1 process   : {env_steps_per_s(*args):8.1f} steps/s = frames/s"
+          " (resets included)")
     rate = vector_env_steps_per_s(*args, cfg.num_envs)
-    print(f"AsyncVectorEnv, {cfg.num_envs} processes             : {rate:8.1f} steps/s = frames/s (resets included)")
+    print(f"AsyncVectorEnv, {cfg.num_envs} processes             : {rate:8.1f} steps/s = frames/s"
+          " (resets included)")
 
 
 if __name__ == "__main__":
