@@ -33,8 +33,8 @@ class ScriptedExpert:
         else:
             goal, yaw, closure = self._manipulate(env)
         action = self._move(env, goal, yaw, closure)
-        if self.noise > 0:
-            action = action + self.noise * self.high * self.rng.standard_normal(7)
+        if self.noise > 0:   # motion only: a noisy gripper command would drop held objects
+            action[:6] += self.noise * self.high[:6] * self.rng.standard_normal(6)
         return np.clip(action, -self.high, self.high).astype(np.float32)
 
     def _move(self, env, goal_pos: np.ndarray, goal_yaw: float | None, closure: float) -> np.ndarray:
@@ -101,6 +101,6 @@ class ScriptedExpert:
 
 
 def make_expert(env: gym.Env, noise: float = 0.0, rng: np.random.Generator | None = None) -> ScriptedExpert:
-    """Scripted expert for ``env`` (any of the four tasks); ``noise`` is the std of Gaussian action
-    noise as a fraction of each action bound."""
+    """Scripted expert for ``env`` (any of the four tasks); ``noise`` is the std of Gaussian noise on
+    the motion part of the action (position and rotation deltas) as a fraction of their bounds."""
     return ScriptedExpert(env, noise=noise, rng=rng)
