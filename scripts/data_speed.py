@@ -6,6 +6,7 @@
 
 import os
 import re
+import resource
 import shutil
 import subprocess
 import sys
@@ -25,18 +26,24 @@ ROOT = Path(__file__).resolve().parents[1]
 RATE = re.compile(r"wrote \d+ \w+, (\d+) frames in ([\d.]+) s")
 
 
-def collect(script: str, out: Path, workers: int, overrides: list[str]) -> tuple[int, float, float]:
-    """Run a collector script; (frames, seconds of its collection loop, wall seconds with start-up)."""
+def collect(script: str, out: Path, workers: int, overrides: list[str]) -> tuple[int, float, float, float]:
+    """Run a collector script; (frames, seconds of its collection loop, wall seconds with start-up,
+    CPU seconds of it and its workers). CPU seconds do not depend on what else runs on the machine."""
     env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
     cmd = [sys.executable, str(ROOT / "scripts" / f"{script}.py"), f"out_dir={out}", f"num_workers={workers}",
            f"hydra.run.dir={out}_hydra", *overrides]
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), _children_cpu()
     result = subprocess.run(cmd, capture_output=True, text=True, env=env)
-    wall = time.perf_counter() - start
+    wall, cpu = time.perf_counter() - start, _children_cpu() - cpu_start
     match = RATE.search(result.stdout + result.stderr)
     if result.returncode != 0 or match is None:
         raise RuntimeError(f"{' '.join(cmd)} failed:\n{result.stderr[-3000:]}")
-    return int(match.group(1)), float(match.group(2)), wall
+    return int(match.group(1)), float(match.group(2)), wall, cpu
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)  # finished children and their reaped workers
+    return usage.ru_utime + usage.ru_stime
 
 
 def render_rate(task: str, steps: int) -> float:
@@ -84,11 +91,12 @@ def main(cfg: DictConfig) -> None:
             ("collect_robot_logs", [f"episodes_per_task={cfg.robot_logs.episodes_per_task}"]),
         ):
             target = out / f"{script}_w{workers}"
-            frames, seconds, wall = collect(script, target, workers, overrides)
+            frames, seconds, wall, cpu = collect(script, target, workers, overrides)
             rows.append(f"| {script} | {workers} | {frames} | {frames / seconds:.1f} | {frames / wall:.1f} | "
-                        f"{size_mb(target):.2f} |")
-    print("\n| collector | workers | frames | frames/s (collection loop) | frames/s (wall, with start-up) | MB on disk |")
-    print("|---|---|---|---|---|---|")
+                        f"{frames / cpu:.1f} | {size_mb(target):.2f} |")
+    print("\n| collector | workers | frames | frames/s (collection loop) | frames/s (wall, with start-up) | "
+          "frames per CPU-second | MB on disk |")
+    print("|---|---|---|---|---|---|---|")
     print("\n".join(rows))
 
     r = cfg.reader
