@@ -9,8 +9,9 @@ from planners.protocol import WorldModel
 
 class SamplingPlanner(Planner):
     """A diagonal Gaussian over the continuous action dims and, when `gripper_dim` is set, a
-    separate categorical over the gripper command {close-most (low), hold (0), open-most (high)}
-    per step: the gripper is a switch, and a Gaussian around "half closed" rarely samples one.
+    separate categorical over the gripper command {low, 0, high} per step (with the env's
+    convention, gripper 0 = open and 1 = closed: open fully, hold, close fully): the gripper is a
+    switch, and a Gaussian around "half closed" rarely samples one.
 
     Standard deviations are given as fractions of each dimension's half range, so the same
     numbers suit position (m) and rotation (rad) bounds.

@@ -12,7 +12,7 @@ CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 LOW = np.array([-0.05, -0.05, -0.05, -0.25, -0.25, -0.25, -1.0], dtype=np.float32)
 HIGH = -LOW
 HALF = torch.from_numpy(HIGH)
-# Inside the bounds, gripper at a category value (close-most = low); rotation held at zero, as
+# Inside the bounds, gripper at a category value (low: open fully); rotation held at zero, as
 # the reference planner does (frozen_dims=[3, 4, 5] below).
 TARGET = torch.tensor([0.03, -0.02, 0.01, 0.0, 0.0, 0.0, -1.0])
 ROTATION = [3, 4, 5]
@@ -45,7 +45,7 @@ def test_cem_finds_known_optimum():
     plan = planner.plan(model, z, s, g)
     assert plan.shape == (2, 7)
     assert torch.all((plan - optimum()).abs() <= 0.05 * HALF), (plan, optimum())
-    assert plan[0, 6] == -1.0 and plan[1, 6] == 0.0  # gripper categories: close, then hold
+    assert plan[0, 6] == -1.0 and plan[1, 6] == 0.0  # gripper categories: open fully, then hold
 
 
 def test_mppi_finds_known_optimum():
