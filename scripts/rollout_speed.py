@@ -2,7 +2,7 @@
 
     flock /tmp/vjepa_heavy.lock python scripts/rollout_speed.py                 # random weights, tiny sizes
     python scripts/rollout_speed.py speed.random_weights=false checkpoint=runs/finetune/checkpoint
-    python scripts/rollout_speed.py '+speed.sweep=[{dim:64,depth:3},{pool:4}]'   # compare predictor sizes
+    python scripts/rollout_speed.py 'speed.sweep=[{dim:64,depth:3},{pool:4}]'   # compare predictor sizes
 
 Prints, per (candidates B, horizon H), the time of one batched `rollout` call and candidate-steps/s
 (B * H / time), plus the time to encode one frame. A CEM iteration is one such call, so a plan of I
