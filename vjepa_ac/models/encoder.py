@@ -2,8 +2,7 @@
 
 `VideoEncoder` subclasses `transformers`' `VJEPA2Encoder`, so its parameters have exactly the names
 and shapes of the official checkpoints, and its blocks are `transformers`' own (`VJEPA2Layer`: pre-norm,
-3D RoPE attention that tiles sin/cos with `repeat`, as the official weights need; the attention
-is `RopeAttention`, the same module with the rotation computed once per forward). What it adds is
+3D RoPE attention that tiles sin/cos with `repeat`, as the official weights need). What it adds is
 **masked context encoding**: `forward(video, token_ids)` cuts the clip into tubelet patches, keeps
 only the patches listed in `token_ids` and runs the transformer on those tokens alone, each rotated
 by its own 3D position. Pixels of the other patches never enter the network, unlike
@@ -15,77 +14,14 @@ from __future__ import annotations
 import copy
 import math
 from pathlib import Path
-from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from transformers import VJEPA2Config, VJEPA2Model
-from transformers.models.vjepa2.modeling_vjepa2 import VJEPA2Encoder, VJEPA2RopeAttention
+from transformers.models.vjepa2.modeling_vjepa2 import VJEPA2Encoder
 
 from vjepa_ac.checkpoint import load_state_into
-
-
-class RopeTable(NamedTuple):
-    """cos/sin of the 3D RoPE for a set of token positions, `[B or 1, 1, N, head_dim]`."""
-
-    cos: torch.Tensor
-    sin: torch.Tensor
-
-
-def rope_table(ids: torch.Tensor, grid: int, head_dim: int) -> RopeTable:
-    """The rotation `VJEPA2RopeAttention` applies, computed once per forward instead of per layer and head.
-
-    `ids [N]` or `[B, N]` are token indices in (frame, row, column) order on a `grid` x `grid` frame.
-    The head dim splits into three equal even segments (frame, row, column; leftover dims are not
-    rotated); within a segment the sin/cos of its S/2 frequencies are tiled with `repeat`, not
-    interleaved: this reproduces the official weights' embedding exactly.
-    """
-    ids = ids if ids.ndim == 2 else ids[None]
-    frame, rest = ids // (grid * grid), ids % (grid * grid)
-    seg = 2 * ((head_dim // 3) // 2)
-    omega = 1.0 / 10000 ** (torch.arange(seg // 2, dtype=torch.float32, device=ids.device) / (seg / 2.0))
-    angles = [pos[..., None].float() * omega for pos in (frame, rest // grid, rest % grid)]
-    angles = torch.cat([torch.cat([a, a], dim=-1) for a in angles], dim=-1)  # [B, N, 3 * seg]
-    pad = head_dim - 3 * seg
-    cos, sin = angles.cos(), angles.sin()
-    if pad:
-        cos = torch.cat([cos, cos.new_ones(*cos.shape[:-1], pad)], dim=-1)
-        sin = torch.cat([sin, sin.new_zeros(*sin.shape[:-1], pad)], dim=-1)
-    sin = sin * torch.tensor([-1.0, 1.0], device=ids.device).repeat(head_dim // 2)  # signs of the rotation
-    return RopeTable(cos[:, None], sin[:, None])
-
-
-def apply_rope(x: torch.Tensor, table: RopeTable) -> torch.Tensor:
-    """x [..., B, H, N, d]: each pair (x0, x1) -> (x0, x1) * cos + (-x1, x0) * sin (signs folded into the table)."""
-    swapped = x.unflatten(-1, (-1, 2)).flip(-1).flatten(-2)
-    return x * table.cos.to(x.dtype) + swapped * table.sin.to(x.dtype)
-
-
-class RopeAttention(VJEPA2RopeAttention):
-    """`VJEPA2RopeAttention` (same parameters, same maths) that takes a precomputed `RopeTable` as its
-    `position_mask`, so the rotation is built once per forward and shared by all layers and heads
-    (on CPU the per-layer sin/cos and repeats of the original cost more than the matmuls)."""
-
-    def forward(self, hidden_states: torch.Tensor, position_mask: RopeTable | torch.Tensor | None = None):
-        B, N, _ = hidden_states.shape
-        if not isinstance(position_mask, RopeTable):
-            ids = position_mask if position_mask is not None else torch.arange(N, device=hidden_states.device)
-            position_mask = rope_table(ids, self.grid_size, self.attention_head_size)
-        # one matmul for q, k and v (their weights stay separate parameters, as in the checkpoints)
-        bias = None if self.query.bias is None else torch.cat([self.query.bias, self.key.bias, self.value.bias])
-        qkv = F.linear(hidden_states, torch.cat([self.query.weight, self.key.weight, self.value.weight]), bias)
-        qkv = qkv.view(B, N, 3, self.num_attention_heads, self.attention_head_size).permute(2, 0, 3, 1, 4)
-        (q, k), v = apply_rope(qkv[:2], position_mask).unbind(0), qkv[2]
-        out = F.scaled_dot_product_attention(q, k, v, dropout_p=self.dropout_prob if self.training else 0.0,
-                                             scale=self.scaling)
-        return self.proj(out.transpose(1, 2).reshape(B, N, self.all_head_size)), None
-
-
-def use_fast_rope(layers: nn.ModuleList, config: VJEPA2Config, hidden_size: int, num_heads: int) -> None:
-    """Swap each `VJEPA2Layer`'s attention for `RopeAttention` (parameter names unchanged)."""
-    for layer in layers:
-        layer.attention = RopeAttention(config, hidden_size, num_heads)
 
 
 def gather_tokens(x: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
@@ -123,12 +59,7 @@ class VideoEncoder(VJEPA2Encoder):
         config = copy.deepcopy(config)
         config._attn_implementation = "sdpa"  # fused attention; same maths as the eager path
         super().__init__(config)
-        use_fast_rope(self.layer, config, config.hidden_size, config.num_attention_heads)
         init_vit_weights(self.layer, [self], std=config.initializer_range)
-
-    @property
-    def grid(self) -> int:
-        return self.config.crop_size // self.config.patch_size
 
     def patchify(self, video: torch.Tensor) -> torch.Tensor:
         """video [B, T, C, H, W] -> patches [B, N, C * tubelet * patch * patch], in Conv3d weight order."""
@@ -159,10 +90,8 @@ class VideoEncoder(VJEPA2Encoder):
         if token_ids is not None:
             patches = gather_tokens(patches, token_ids)  # masked-out pixels are dropped here
         x = self.embed_patches(patches)
-        ids = token_ids if token_ids is not None else torch.arange(x.shape[1], device=x.device)
-        rope = rope_table(ids, self.grid, self.config.hidden_size // self.config.num_attention_heads)
         for layer in self.layer:
-            x = layer(x, rope)[0]
+            x = layer(x, token_ids)[0]  # RoPE at each kept token's own (frame, row, column)
         return self.layernorm(x)
 
     # ------------------------------------------------------------------ transformers interop

@@ -15,7 +15,7 @@ from torch import nn
 from transformers import VJEPA2Config
 from transformers.models.vjepa2.modeling_vjepa2 import VJEPA2Layer, VJEPA2PredictorEmbeddings
 
-from vjepa_ac.models.encoder import init_vit_weights, rope_table, use_fast_rope
+from vjepa_ac.models.encoder import init_vit_weights
 
 
 class MaskedPredictor(nn.Module):
@@ -36,7 +36,6 @@ class MaskedPredictor(nn.Module):
                         num_attention_heads=config.pred_num_attention_heads, mlp_ratio=config.pred_mlp_ratio)
             for _ in range(config.pred_num_hidden_layers)
         ])
-        use_fast_rope(self.layer, config, config.pred_hidden_size, config.pred_num_attention_heads)
         self.layernorm = nn.LayerNorm(config.pred_hidden_size, eps=config.layer_norm_eps)
         self.proj = nn.Linear(config.pred_hidden_size, config.hidden_size)
         init_vit_weights(self.layer, [self], std=config.initializer_range)
@@ -51,8 +50,6 @@ class MaskedPredictor(nn.Module):
         mask_token = self.embeddings.mask_tokens[mask_index % self.config.pred_num_mask_tokens]  # [1, 1, Dp]
         x = torch.cat([x, mask_token.to(x.dtype).expand(B, Nt, -1)], dim=1)
         ids = torch.cat([context_ids, target_ids], dim=1)
-        rope = rope_table(ids, self.config.crop_size // self.config.patch_size,
-                          self.config.pred_hidden_size // self.config.pred_num_attention_heads)
         for layer in self.layer:
-            x = layer(x, rope)[0]
+            x = layer(x, ids)[0]
         return self.proj(self.layernorm(x[:, context.shape[1]:]))
