@@ -182,3 +182,19 @@ def test_finetune_and_eval_dynamics_on_a_lerobot_dataset(tmp_path):
     assert "| 2 |" in result.stdout and "shuffled actions" in result.stdout
     assert (out / "horizons.png").stat().st_size > 0
     assert len(OmegaConf.create((out / "horizons.json").read_text())["mean_l1"]["predictor"]) == 2
+
+
+def test_episode_encoding_cache_equals_window_by_window_encoding():
+    """The RobotLogDataset fast path (each episode's frames encoded once) gives the generic path's windows."""
+    from torch.utils.data import Subset
+
+    from vjepa_ac.data.robot_logs import RobotLogDataset
+    from vjepa_ac.world_model import FrameLatents, build_modules
+
+    dataset = RobotLogDataset(FIXTURE, num_steps=3, frame_stride=2, split="all", resolution=32)
+    latents, _ = build_modules({"encoder": ENCODER, "pool": 2, "predictor": {"dim": 48, "depth": 1, "heads": 2}})
+    fast = embedding_cache.encode_windows(dataset, latents)
+    slow = embedding_cache.encode_windows(Subset(dataset, range(len(dataset))), latents)
+    assert len(fast) == len(dataset)
+    for a, b in zip((fast.z, fast.states, fast.actions), (slow.z, slow.states, slow.actions)):
+        torch.testing.assert_close(a.float(), b.float(), atol=2e-3, rtol=0)

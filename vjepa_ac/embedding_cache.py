@@ -27,6 +27,9 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
+from vjepa_ac.data.robot_logs import RobotLogDataset
+from vjepa_ac.data.transforms import normalize_frames
+
 log = logging.getLogger(__name__)
 
 CACHE_VERSION = 1
@@ -79,6 +82,8 @@ class LatentWindows(Dataset):
 def encode_windows(dataset: Dataset, latents: nn.Module, batch_size: int = 16, num_workers: int = 0,
                    device: torch.device | str = "cpu", desc: str = "encoding windows") -> LatentWindows:
     """Run the frozen encoder over every window of a raw `(frames, states, actions)` dataset."""
+    if isinstance(dataset, RobotLogDataset):
+        return encode_episodes(dataset, latents, batch_size * 4, device, desc)
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
     zs, ss, acts = [], [], []
     for frames, states, actions in tqdm(loader, desc=desc, unit="batch"):
@@ -88,6 +93,22 @@ def encode_windows(dataset: Dataset, latents: nn.Module, batch_size: int = 16, n
     if not zs:
         raise ValueError("the dataset has no windows to encode")
     return LatentWindows(torch.cat(zs), torch.cat(ss), torch.cat(acts))
+
+
+@torch.no_grad()
+def encode_episodes(dataset: RobotLogDataset, latents: nn.Module, frames_per_batch: int,
+                    device: torch.device | str, desc: str) -> LatentWindows:
+    """Windows overlap, so encode each episode's frames once and gather every window from them
+    (`num_steps` times fewer encoder passes than encoding window by window)."""
+    per_episode = {}
+    for e in tqdm(sorted({e for e, _ in dataset.windows}), desc=desc, unit="episode"):
+        frames = dataset.episode_frames(e)
+        per_episode[e] = torch.cat([latents(normalize_frames(frames[i:i + frames_per_batch]).to(device))
+                                    .to("cpu", torch.float16) for i in range(0, len(frames), frames_per_batch)])
+    offsets = torch.arange(dataset.num_steps) * dataset.frame_stride
+    z = torch.stack([per_episode[e][start + offsets] for e, start in dataset.windows])
+    _, states, actions = zip(*(dataset[i] for i in range(len(dataset))))  # the reader's own slicing
+    return LatentWindows(z, torch.stack(states).float(), torch.stack(actions).float())
 
 
 def load_or_build(dataset: Dataset, latents: nn.Module, cache_dir: str | Path, key: str,
