@@ -17,9 +17,8 @@ log = logging.getLogger("benchmark")
 @hydra.main(config_path="../configs", config_name="benchmark", version_base=None)
 def main(cfg: DictConfig) -> None:
     run_benchmark(OmegaConf.to_container(cfg, resolve=True), Path(cfg.output_dir), envs.make_env, envs.make_expert)
-    table = (Path(cfg.output_dir) / "results.md").read_text()
-    log.info("results in %s (results.json, results.md, success.png, videos/)\n%s", cfg.output_dir, table)
-    print(table)
+    log.info("results in %s (results.json, results.md, success.png, videos/)", cfg.output_dir)
+    print((Path(cfg.output_dir) / "results.md").read_text())
 
 
 if __name__ == "__main__":

@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# From nothing to the benchmark table on a 2-core CPU with the tiny configuration:
+#   collect video corpus -> pretrain encoder -> collect robot logs -> fine-tune AC predictor
+#   -> dynamics evaluation -> benchmark
+# Sizes and budgets are each stage's own Hydra config (configs/<stage>.yaml); this script only wires
+# the stages' folders together under $RUN and prints each stage's wall time. Every stage resumes or
+# skips finished work, so re-running after an interruption continues where it stopped.
+#   bash scripts/pipeline.sh                       # everything under runs/pipeline
+#   RUN=runs/other bash scripts/pipeline.sh        # elsewhere
+#   ARGS_pretrain="optim.total_steps=3000" bash scripts/pipeline.sh   # extra Hydra overrides for a stage
+set -euo pipefail
+cd "$(dirname "$0")/.."
+RUN=${RUN:-runs/pipeline}
+export MUJOCO_GL=${MUJOCO_GL:-egl}
+mkdir -p "$RUN"
+TIMES="$RUN/stage_times.txt"
+
+stage() {  # stage NAME COMMAND...: run with the overrides in $ARGS_NAME, log to $RUN/NAME.log, time it
+  local name=$1 start=$SECONDS var="ARGS_$1" extra
+  shift
+  read -ra extra <<< "${!var:-}"
+  echo "== $name: $* ${extra[*]}"
+  "$@" "${extra[@]}" 2>&1 | tee "$RUN/$name.log"
+  printf '%-20s %6d s\n' "$name" $((SECONDS - start)) | tee -a "$TIMES"
+}
+
+echo "pipeline started $(date -u +%FT%TZ)" >> "$TIMES"
+stage collect_videos python scripts/collect_videos.py out_dir="$RUN/videos" hydra.run.dir="$RUN/hydra/collect_videos"
+stage pretrain python scripts/pretrain.py data.root="$RUN/videos" run_dir="$RUN/pretrain" \
+  resume=true hydra.run.dir="$RUN/hydra/pretrain"
+stage collect_robot_logs python scripts/collect_robot_logs.py out_dir="$RUN/robot_logs" hydra.run.dir="$RUN/hydra/collect_robot_logs"
+stage finetune python scripts/finetune.py encoder.path="$RUN/pretrain/checkpoint" data.root="$RUN/robot_logs" \
+  out_dir="$RUN/finetune" cache.dir="$RUN/embedding_cache" resume=true \
+  hydra.run.dir="$RUN/hydra/finetune"
+stage eval_dynamics python scripts/eval_dynamics.py checkpoint="$RUN/finetune/checkpoint" data.root="$RUN/robot_logs" \
+  out_dir="$RUN/eval_dynamics" hydra.run.dir="$RUN/hydra/eval_dynamics"
+stage benchmark python scripts/benchmark.py methods.learned_cem.world_model="$RUN/finetune/checkpoint" \
+  output_dir="$RUN/benchmark"
+echo "pipeline finished $(date -u +%FT%TZ)" >> "$TIMES"
+cat "$TIMES"

@@ -1,0 +1,34 @@
+"""scripts/pipeline.sh from nothing to the benchmark table, at toy sizes (slow: ~minutes on 2 cores)."""
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+TOY = {
+    "ARGS_collect_videos": "num_videos=4 frames_per_video=24 num_workers=1",
+    "ARGS_pretrain": "optim.total_steps=3 optim.warmup_steps=1 optim.batch_size=4 data.num_workers=0 "
+                     "checkpoint_every=2 log_every=1",
+    "ARGS_collect_robot_logs": "episodes_per_task=3 episodes_per_file=4 num_workers=1",
+    "ARGS_finetune": "train.steps=3 train.batch_size=8 train.warmup_steps=1 train.val_every=2 train.log_every=1",
+    "ARGS_eval_dynamics": "eval.max_windows=16",
+    "ARGS_benchmark": "episodes=1 tasks=[reach] run_methods=[random,learned_cem] num_workers=0 videos_per_cell=0 "
+                      "envs.reach.episode_steps=3",
+}
+
+
+@pytest.mark.slow
+def test_pipeline_runs_every_stage_and_writes_the_table(tmp_path):
+    run = tmp_path / "run"
+    env = {**os.environ, "RUN": str(run), "MUJOCO_GL": os.environ.get("MUJOCO_GL", "egl"), **TOY}
+    subprocess.run(["bash", "scripts/pipeline.sh"], cwd=REPO, env=env, check=True, timeout=1800)
+    results = json.loads((run / "benchmark" / "results.json").read_text())
+    assert {c["method"] for c in results["cells"]} == {"random", "learned_cem"}
+    assert all(c["episodes"] == 1 for c in results["cells"])
+    times = (run / "stage_times.txt").read_text()
+    for stage in ("collect_videos", "pretrain", "collect_robot_logs", "finetune", "eval_dynamics", "benchmark"):
+        assert stage in times
+    assert (run / "finetune" / "checkpoint" / "model.safetensors").is_file()
