@@ -53,24 +53,8 @@ def load_encoder(cfg: DictConfig) -> nn.Module:
     if cfg.source == "random":
         return VideoEncoder(encoder_config(OmegaConf.to_container(cfg.config, resolve=True)))
     if cfg.source == "pretrain":
-        return load_pretrained_encoder(cfg.path, cfg.get("weights", "target_encoder"))
+        return VideoEncoder.from_checkpoint(cfg.path, cfg.get("weights", "target_encoder"))
     raise ValueError(f"encoder.source must be one of pretrain, hf, random; got {cfg.source!r}")
-
-
-def load_pretrained_encoder(path: str | Path, weights: str = "target_encoder") -> nn.Module:
-    """The encoder of a pretraining checkpoint (`scripts/pretrain.py`): its `model` config section holds
-    the `VJEPA2Config` fields; `weights` picks `target_encoder` (EMA, V-JEPA's choice) or `encoder`."""
-    from vjepa_ac.models.encoder import VideoEncoder
-
-    model_cfg = load_config(path).get("model")
-    if model_cfg is None:
-        raise ValueError(f"{Path(path) / 'config.yaml'} has no 'model' section: not a pretraining checkpoint")
-    encoder = VideoEncoder(encoder_config(OmegaConf.to_container(model_cfg, resolve=True)))
-    tensors = split_prefix(load_weights(path), weights)
-    if not tensors:
-        raise ValueError(f"pretraining checkpoint {path} holds no '{weights}.*' weights (encoder.weights)")
-    load_state_into(encoder, tensors, source=f"{path} ({weights}.*)")
-    return encoder
 
 
 class FinetuneLoss(nn.Module):

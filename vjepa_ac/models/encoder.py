@@ -112,7 +112,10 @@ class VideoEncoder(VJEPA2Encoder):
         picks the module: "target_encoder" (the EMA encoder, used downstream) or "encoder"."""
         from vjepa_ac.checkpoint import load_config, load_weights, split_prefix
 
-        encoder = cls(vjepa2_config(load_config(path).model))
+        model_cfg = load_config(path).get("model")
+        if model_cfg is None:
+            raise ValueError(f"{Path(path) / 'config.yaml'} has no 'model' section: not a pretraining checkpoint")
+        encoder = cls(vjepa2_config(model_cfg))
         tensors = split_prefix(load_weights(path), prefix)
         if not tensors:
             raise KeyError(f"checkpoint {path} holds no weights under '{prefix}.'")
