@@ -1,0 +1,27 @@
+"""The checkpoint shipped in the repository loads and plans one step on the env it was trained for."""
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import envs
+from planners import CEM
+from vjepa_ac import WorldModel
+
+CHECKPOINT = Path(__file__).resolve().parents[1] / "checkpoints" / "vjepa_ac_tiny"
+
+
+def test_shipped_checkpoint_loads_and_plans_one_step():
+    wm = WorldModel.from_checkpoint(CHECKPOINT)
+    env = envs.make_env("reach", resolution=wm.resolution)
+    obs, info = env.reset(seed=0)
+    z_now, z_goal = wm.encode(obs["pixels"][None]), wm.encode(info["goal_pixels"][None])
+    assert z_now.shape == z_goal.shape and z_now.shape[0] == 1 and torch.isfinite(z_now).all()
+    planner = CEM(env.action_space.low, env.action_space.high, horizon=2, num_samples=32, num_elites=4,
+                  iterations=2, frozen_dims=[3, 4, 5])
+    actions = planner.plan(wm, z_now, torch.as_tensor(obs["state"])[None], z_goal)
+    assert actions.shape == (2, 7)
+    low, high = torch.as_tensor(env.action_space.low), torch.as_tensor(env.action_space.high)
+    assert ((actions >= low) & (actions <= high)).all() and (actions[:, 3:6] == 0).all()
+    assert np.isfinite(planner.stats["energy"])
+    env.step(actions[0].numpy())
