@@ -194,11 +194,11 @@ def summarize_cell(episodes: list[dict], distance_key: str) -> dict:
 
 def collect_results(cfg: dict, out: Path) -> dict:
     """Aggregate the episode files of the configured cells into the results dict (results.json)."""
-    cells = []
+    jobs, cells = make_jobs(cfg), []
     for task in cfg["tasks"]:
         for method in cfg["run_methods"]:
-            jobs = [j for j in make_jobs(cfg) if (j.task, j.method) == (task, method)]
-            episodes = [e for e in (read_episode(episode_path(out, j)) for j in jobs) if e is not None]
+            paths = [episode_path(out, j) for j in jobs if (j.task, j.method) == (task, method)]
+            episodes = [e for e in map(read_episode, paths) if e is not None]
             cells.append({"task": task, "method": method, "privileged": is_privileged(cfg["methods"][method]),
                           **summarize_cell(episodes, cfg["task_distance"][task])})
     return {"config": cfg, "cells": cells}
