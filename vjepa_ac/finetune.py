@@ -32,7 +32,7 @@ from vjepa_ac.models.ac_predictor import ACPredictor, ACPredictorConfig
 from vjepa_ac.training import (ResumableSampler, TensorBoardLogger, adamw_param_groups, all_reduce_mean,
                                check_finite, cleanup_distributed, seed_everything, set_hparams,
                                setup_distributed, warmup_cosine)
-from vjepa_ac.world_model import FrameLatents, encoder_config, encoder_fields
+from vjepa_ac.world_model import FrameLatents, encoder_fields
 
 log = logging.getLogger(__name__)
 
@@ -46,12 +46,12 @@ def load_encoder(cfg: DictConfig) -> nn.Module:
     source: `pretrain` (our pretraining checkpoint directory), `hf` (a transformers `VJEPA2Model`
     folder or hub name, e.g. official weights), or `random` (fields in `encoder.config`; tests, timing).
     """
-    from vjepa_ac.models.encoder import VideoEncoder
+    from vjepa_ac.models.encoder import VideoEncoder, vjepa2_config
 
     if cfg.source == "hf":
         return VideoEncoder.from_pretrained(cfg.path)
     if cfg.source == "random":
-        return VideoEncoder(encoder_config(OmegaConf.to_container(cfg.config, resolve=True)))
+        return VideoEncoder(vjepa2_config(cfg.config))
     if cfg.source == "pretrain":
         return VideoEncoder.from_checkpoint(cfg.path, cfg.get("weights", "target_encoder"))
     raise ValueError(f"encoder.source must be one of pretrain, hf, random; got {cfg.source!r}")

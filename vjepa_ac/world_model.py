@@ -31,13 +31,6 @@ from vjepa_ac.data.transforms import normalize_frames
 from vjepa_ac.models.ac_predictor import ACPredictor, ACPredictorConfig
 
 
-def encoder_config(fields: dict[str, Any]):
-    """A `transformers.VJEPA2Config` from plain fields (the `world_model.encoder` section)."""
-    from transformers import VJEPA2Config
-
-    return VJEPA2Config(**fields)
-
-
 def encoder_fields(config) -> dict[str, Any]:
     """The `VJEPA2Config` fields that define the encoder's shapes (what a checkpoint must record)."""
     keys = ("patch_size", "crop_size", "frames_per_clip", "tubelet_size", "hidden_size", "in_chans",
@@ -80,10 +73,10 @@ class FrameLatents(nn.Module):
 
 def build_modules(spec: DictConfig | dict) -> tuple[FrameLatents, ACPredictor]:
     """Randomly initialised encoder + predictor from a `world_model` spec (see module docstring)."""
-    from vjepa_ac.models.encoder import VideoEncoder
+    from vjepa_ac.models.encoder import VideoEncoder, vjepa2_config
 
     spec = OmegaConf.create(spec) if isinstance(spec, dict) else spec
-    enc_cfg = encoder_config(OmegaConf.to_container(spec.encoder, resolve=True))
+    enc_cfg = vjepa2_config(spec.encoder)
     latents = FrameLatents(VideoEncoder(enc_cfg), enc_cfg.crop_size, enc_cfg.patch_size, int(spec.pool))
     predictor = ACPredictor(ACPredictorConfig(embed_dim=enc_cfg.hidden_size, grid=latents.grid,
                                               **OmegaConf.to_container(spec.predictor, resolve=True)))
