@@ -19,12 +19,12 @@ stage() {  # stage NAME COMMAND...: run with the overrides in $ARGS_NAME, log to
   local name=$1 start=$SECONDS var="ARGS_$1" extra
   shift
   read -ra extra <<< "${!var:-}"
-  echo "== $name: $* ${extra[*]}"
+  echo "== $name: $* ${extra[*]}  (commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown))"
   "$@" "${extra[@]}" 2>&1 | tee "$RUN/$name.log"
   printf '%-20s %6d s\n' "$name" $((SECONDS - start)) | tee -a "$TIMES"
 }
 
-echo "pipeline started $(date -u +%FT%TZ)" >> "$TIMES"
+echo "pipeline started $(date -u +%FT%TZ) at commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown)" >> "$TIMES"
 stage collect_videos python scripts/collect_videos.py out_dir="$RUN/videos" hydra.run.dir="$RUN/hydra/collect_videos"
 stage pretrain python scripts/pretrain.py data.root="$RUN/videos" run_dir="$RUN/pretrain" \
   resume=true hydra.run.dir="$RUN/hydra/pretrain"
