@@ -15,7 +15,10 @@ class Planner:
     `plan(world_model, z_now [1, N, D], state_now [1, S], z_goal [1, N, D]) -> actions [H, A]`.
 
     Actions stay inside [action_low, action_high] (the env's per-step bounds); `frozen_dims` are held
-    at zero (or the nearest bound), e.g. [3, 4, 5] keeps the orientation fixed. The planner is
+    at zero (or the nearest bound), e.g. [3, 4, 5] keeps the orientation fixed. `action_cost` adds
+    that weight times the mean |action| (as a fraction of its bound, over the free motion dims) of
+    each step to the energy: with an imperfect model, candidates near the goal differ by less than
+    the prediction error, and the cost makes "stay" win when no move is predicted to help. The planner is
     stateful across MPC steps: after `shift(m)` (m actions executed) the next plan warm-starts from
     the rest of the previous solution. `reset(seed)` starts a new episode. After each `plan`,
     `stats` holds the predicted energy of the best candidate seen, the number of rollout calls and
@@ -29,6 +32,7 @@ class Planner:
         horizon: int = 2,
         frozen_dims: Sequence[int] = (),
         energy: str = "final",
+        action_cost: float = 0.0,
         seed: int = 0,
     ):
         low = torch.as_tensor(np.asarray(action_low, dtype=np.float32))
@@ -39,6 +43,8 @@ class Planner:
             raise ValueError(f"action bounds must be finite with low <= high, got low={low.tolist()} high={high.tolist()}")
         if horizon < 1:
             raise ValueError(f"horizon must be >= 1, got {horizon}")
+        if action_cost < 0:
+            raise ValueError(f"action_cost must be >= 0, got {action_cost}")
         if energy not in ENERGY_REDUCTIONS:
             raise ValueError(f"energy must be one of {ENERGY_REDUCTIONS}, got {energy!r}")
         bad = [d for d in frozen_dims if not 0 <= d < low.numel()]
@@ -50,6 +56,8 @@ class Planner:
         self.frozen = torch.zeros(low.numel(), dtype=torch.bool)
         self.frozen[list(frozen_dims)] = True
         self.rest = torch.zeros_like(low).clamp(low, high)  # the "do nothing" action, frozen dims' value
+        self.action_cost = action_cost
+        self.cost_dims = ~self.frozen  # dims the action cost counts (sampling planners drop the gripper)
         self.seed = seed
         self.generator = torch.Generator().manual_seed(seed)
         self.previous: torch.Tensor | None = None
@@ -134,6 +142,9 @@ class Planner:
         self.stats["candidates"] += actions.shape[0]
         self.stats["skipped_nonfinite"] += skipped
         self.stats["energy"] = min(self.stats["energy"], float(energies.detach().min()))
+        if self.action_cost > 0 and self.cost_dims.any():
+            motion = ((actions - self.rest).abs() / self.half_range.clamp(min=1e-8))[..., self.cost_dims]
+            energies = energies + self.action_cost * motion.mean(-1).sum(-1)
         return energies
 
     def _evaluate(self, world_model: WorldModel, z_now: torch.Tensor, state_now: torch.Tensor, z_goal: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:

@@ -40,6 +40,7 @@ class SamplingPlanner(Planner):
         if self.gripper_dim is not None:
             g = self.gripper_dim
             self.gripper_values = torch.stack([self.low[g], self.rest[g], self.high[g]])
+            self.cost_dims[g] = False  # a switch, not a motion: the action cost leaves it free
 
     def _initial(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Mean (warm start), std [H, A] and gripper probabilities [H, 3] to start from."""
