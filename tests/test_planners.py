@@ -194,3 +194,28 @@ def test_planner_configs_build_and_bad_configs_fail_clearly():
         make_planner({"name": "cem", "num_sample": 10}, space)
     with pytest.raises(FileNotFoundError, match="no/such/dir"):
         load_world_model("no/such/dir")
+
+
+def test_action_cost_prefers_staying_when_no_move_helps():
+    # Actions barely move the latent (huge scale): every candidate's energy is the same up to noise,
+    # so without a cost CEM returns some arbitrary move; with one it stays near the rest action.
+    model = LinearWorldModel(scale=1e6)
+    z = torch.randn((1, 2, 4), generator=torch.Generator().manual_seed(0))
+    goal = z + 1.0
+    motion = {}
+    for cost in (0.0, 0.1):
+        planner = CEM(LOW, HIGH, horizon=2, num_samples=200, num_elites=10, iterations=5, frozen_dims=ROTATION,
+                      action_cost=cost, seed=0)
+        plan = planner.plan(model, z, torch.zeros((1, 7)), goal)
+        motion[cost] = float((plan[:, :3].abs() / HALF[:3]).mean())
+    assert motion[0.1] < 0.1 < motion[0.0], motion
+
+
+def test_small_action_cost_keeps_the_optimum():
+    model, z, s, g = problem()
+    planner = CEM(LOW, HIGH, horizon=2, num_samples=400, num_elites=10, iterations=10, energy="sum", frozen_dims=ROTATION,
+                  action_cost=0.005, seed=0)
+    plan = planner.plan(model, z, s, g)
+    assert torch.all((plan - optimum()).abs() <= 0.05 * HALF), (plan, optimum())
+    with pytest.raises(ValueError, match="action_cost"):
+        CEM(LOW, HIGH, action_cost=-1.0)
