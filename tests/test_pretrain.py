@@ -129,6 +129,7 @@ def _steps(cfg, video, masks, rank, world, result_path):
     if rank == 0:
         save_file({**{f"m.{k}": v for k, v in model.state_dict().items()},
                    **{f"t.{k}": v for k, v in target.state_dict().items()}}, result_path)
+    del ddp  # before the process group goes: see cleanup_distributed
     cleanup_distributed()
 
 

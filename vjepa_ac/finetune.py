@@ -254,6 +254,7 @@ def finetune(cfg: DictConfig, train_set: Dataset | None = None, val_set: Dataset
                 last_ckpt = ckpt_dir
         bar.close()
         tb.close()
+    del model  # the DDP wrapper, before the process group goes: see cleanup_distributed
     if dist.is_initialized():
         dist.barrier()
     cleanup_distributed()

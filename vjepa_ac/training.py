@@ -118,6 +118,9 @@ def setup_distributed(device: str = "auto") -> DistInfo:
 
 
 def cleanup_distributed() -> None:
+    """Destroy the process group. Drop DDP wrappers first: a DDP model that outlives the group
+    destroys it from its own deallocation with the GIL held, which can deadlock against gloo's
+    worker thread still releasing the last all-reduce (seen in tests/test_pretrain.py's DDP test)."""
     if dist.is_initialized():
         dist.destroy_process_group()
 
