@@ -6,7 +6,6 @@ from pathlib import Path
 
 import pytest
 import torch
-import torch.multiprocessing as mp
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 from torch.utils.data import Dataset
@@ -154,14 +153,14 @@ def _ddp_worker(rank: int, port: int, cfg_yaml: str) -> None:
     finetune(OmegaConf.create(cfg_yaml), MovingSquare(32))
 
 
-def test_ddp_two_processes_match_one_process_on_the_same_global_batch(tmp_path):
+def test_ddp_two_processes_match_one_process_on_the_same_global_batch(tmp_path, spawn):
     single = _cfg(tmp_path / "single", train={"steps": 4})
     finetune(single, MovingSquare(32))
     ddp = _cfg(tmp_path / "ddp", train={"steps": 4})
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    mp.spawn(_ddp_worker, args=(port, OmegaConf.to_yaml(ddp)), nprocs=2, join=True)
+    spawn(_ddp_worker, (port, OmegaConf.to_yaml(ddp)), nprocs=2)
     a, b = _predictor_weights(tmp_path / "single" / "run"), _predictor_weights(tmp_path / "ddp" / "run")
     for k in a:
         torch.testing.assert_close(a[k], b[k], atol=1e-5, rtol=1e-4, msg=k)
@@ -189,7 +188,7 @@ def test_episode_encoding_cache_equals_window_by_window_encoding():
     from torch.utils.data import Subset
 
     from vjepa_ac.data.robot_logs import RobotLogDataset
-    from vjepa_ac.world_model import FrameLatents, build_modules
+    from vjepa_ac.world_model import build_modules
 
     dataset = RobotLogDataset(FIXTURE, num_steps=3, frame_stride=2, split="all", resolution=32)
     latents, _ = build_modules({"encoder": ENCODER, "pool": 2, "predictor": {"dim": 48, "depth": 1, "heads": 2}})
