@@ -1,4 +1,5 @@
 import os
+import socket
 import time
 
 import pytest
@@ -23,3 +24,11 @@ def spawn():
                 pytest.fail(f"{nprocs} spawned processes still running after {timeout_s:.0f} s")
 
     return run
+
+
+@pytest.fixture
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago, for a DDP rendezvous (MASTER_PORT)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

@@ -1,5 +1,4 @@
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -153,14 +152,11 @@ def _ddp_worker(rank: int, port: int, cfg_yaml: str) -> None:
     finetune(OmegaConf.create(cfg_yaml), MovingSquare(32))
 
 
-def test_ddp_two_processes_match_one_process_on_the_same_global_batch(tmp_path, spawn):
+def test_ddp_two_processes_match_one_process_on_the_same_global_batch(tmp_path, spawn, free_port):
     single = _cfg(tmp_path / "single", train={"steps": 4})
     finetune(single, MovingSquare(32))
     ddp = _cfg(tmp_path / "ddp", train={"steps": 4})
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    spawn(_ddp_worker, (port, OmegaConf.to_yaml(ddp)), nprocs=2)
+    spawn(_ddp_worker, (free_port, OmegaConf.to_yaml(ddp)), nprocs=2)
     a, b = _predictor_weights(tmp_path / "single" / "run"), _predictor_weights(tmp_path / "ddp" / "run")
     for k in a:
         torch.testing.assert_close(a[k], b[k], atol=1e-5, rtol=1e-4, msg=k)

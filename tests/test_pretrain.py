@@ -138,17 +138,12 @@ def _ddp_worker(rank, world, port, cfg, video, masks, result_path):
     _steps(cfg, video, masks, rank, world, result_path)
 
 
-def test_ddp_two_cpu_processes_match_single_process(tmp_path, spawn):
+def test_ddp_two_cpu_processes_match_single_process(tmp_path, spawn, free_port):
     cfg = small_cfg(tmp_path)
     video = torch.stack(clips(4))
     masks = sample_masks(4, (2, 4, 4), [MaskSet(4, 0.15), MaskSet(1, 0.6)], np.random.default_rng(0))
     _steps(cfg, video, masks, 0, 1, str(tmp_path / "single.safetensors"))
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    spawn(_ddp_worker, (2, port, cfg, video, masks, str(tmp_path / "ddp.safetensors")), nprocs=2)
+    spawn(_ddp_worker, (2, free_port, cfg, video, masks, str(tmp_path / "ddp.safetensors")), nprocs=2)
     single, ddp = load_file(str(tmp_path / "single.safetensors")), load_file(str(tmp_path / "ddp.safetensors"))
     init = JEPA(vjepa2_config(cfg.model)).state_dict()
     assert any(not torch.allclose(init[k], single[f"m.{k}"]) for k in init)  # training moved the weights
