@@ -1,93 +1,24 @@
-"""Does the world model learn dynamics? L1 prediction error on held-out episodes, by horizon.
+"""Does the world model learn dynamics? L1 prediction error on held-out episodes, by horizon, against
+copy-last and shuffled-actions baselines (vjepa_ac/dynamics_eval.py; configs/eval_dynamics.yaml).
 
     python scripts/eval_dynamics.py checkpoint=runs/finetune/checkpoint data.root=data/robot_logs
 
-From the first frame of each held-out window the model rolls the window's real actions forward
-1..H steps (state integrated as state + action, as in planning). Compared, at every horizon, with the
-encoder's latents of the real frames:
-  (a) predictor:          the world model's rollout;
-  (b) copy last:          the first frame's latents, unchanged (a model that predicts no motion);
-  (c) shuffled actions:   the world model fed another window's actions (do actions matter?).
-Writes `<out_dir>/horizons.md`, `horizons.json` and `horizons.png`.
+Writes <output_dir>/horizons.md, horizons.json and horizons.png.
 """
 
-import json
 from pathlib import Path
 
 import hydra
-import matplotlib
-import numpy as np
 import torch
-from omegaconf import DictConfig, OmegaConf
-from torch.utils.data import DataLoader, Subset
+from omegaconf import DictConfig
 
-from vjepa_ac import WorldModel
-from vjepa_ac.finetune import robot_log_dataset
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-
-METHODS = ("predictor", "copy last", "shuffled actions")
-
-
-@torch.inference_mode()
-def horizon_errors(wm: WorldModel, loader: DataLoader, seed: int) -> dict[str, np.ndarray]:
-    """Per-window mean L1 error `[windows, H]` for each method."""
-    g = torch.Generator().manual_seed(seed)
-    errors = {m: [] for m in METHODS}
-    for frames, states, actions in loader:
-        z = wm.latents(frames.to(wm.device))  # [B, T, N, D]
-        target, z0, s0 = z[:, 1:], z[:, 0], states[:, 0]
-        shuffled = actions[torch.randperm(len(actions), generator=g)]
-        preds = {"predictor": wm.rollout(z0, s0, actions),
-                 "copy last": z0.unsqueeze(1).expand_as(target),
-                 "shuffled actions": wm.rollout(z0, s0, shuffled)}
-        for m, p in preds.items():
-            errors[m].append((p - target).abs().mean(dim=(2, 3)).cpu())
-    return {m: torch.cat(e).numpy() for m, e in errors.items()}
-
-
-def plot(errors: dict[str, np.ndarray], path: Path, title: str) -> None:
-    horizons = np.arange(1, next(iter(errors.values())).shape[1] + 1)
-    fig, ax = plt.subplots(figsize=(5, 3.5))
-    for m, e in errors.items():
-        sem = e.std(0) / np.sqrt(len(e))
-        ax.errorbar(horizons, e.mean(0), yerr=1.96 * sem, marker="o", capsize=3, label=m)
-    ax.set(xlabel="horizon (control steps)", ylabel="L1 error of predicted latents", title=title, xticks=horizons)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+from vjepa_ac.dynamics_eval import evaluate_dynamics, write_report
 
 
 @hydra.main(config_path="../configs", config_name="eval_dynamics", version_base=None)
 def main(cfg: DictConfig) -> None:
     torch.set_num_threads(cfg.threads)
-    wm = WorldModel.from_checkpoint(cfg.checkpoint, device=cfg.device)
-    data_cfg = OmegaConf.merge(cfg.data, {"num_steps": cfg.eval.horizon + 1})
-    dataset = robot_log_dataset(data_cfg, cfg.eval.split, wm.predictor.cfg, wm.resolution)
-    rng = np.random.default_rng(cfg.eval.shuffle_seed)
-    picked = np.sort(rng.permutation(len(dataset))[: cfg.eval.max_windows])
-    loader = DataLoader(Subset(dataset, picked.tolist()), batch_size=cfg.eval.batch_size, shuffle=False)
-    errors = horizon_errors(wm, loader, cfg.eval.shuffle_seed)
-
-    out = Path(cfg.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    n = len(picked)
-    lines = [f"L1 error of predicted latents, {n} windows of split '{cfg.eval.split}' from {cfg.data.root}, "
-             f"checkpoint {cfg.checkpoint} (mean ± 95% CI)", "",
-             "| horizon | " + " | ".join(METHODS) + " |", "|---:|" + "---:|" * len(METHODS)]
-    for h in range(cfg.eval.horizon):
-        cells = [f"{errors[m][:, h].mean():.4f} ± {1.96 * errors[m][:, h].std() / np.sqrt(n):.4f}" for m in METHODS]
-        lines.append(f"| {h + 1} | " + " | ".join(cells) + " |")
-    table = "\n".join(lines)
-    print(table)
-    (out / "horizons.md").write_text(table + "\n")
-    (out / "horizons.json").write_text(json.dumps({
-        "checkpoint": str(cfg.checkpoint), "data": str(cfg.data.root), "split": cfg.eval.split, "windows": n,
-        "mean_l1": {m: errors[m].mean(0).round(6).tolist() for m in METHODS}}, indent=2))
-    plot(errors, out / "horizons.png", f"held-out dynamics ({n} windows)")
-    print(f"wrote {out / 'horizons.md'}, {out / 'horizons.json'}, {out / 'horizons.png'}")
+    print(write_report(cfg, evaluate_dynamics(cfg), Path(cfg.output_dir)))
 
 
 if __name__ == "__main__":

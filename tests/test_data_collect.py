@@ -1,6 +1,5 @@
 """Collect -> read round trips for both sim collectors (tiny settings), resumption, worker independence."""
 
-import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -9,35 +8,36 @@ from hydra import compose, initialize_config_dir
 
 from vjepa_ac.data import RobotLogDataset, VideoClipDataset
 from vjepa_ac.data.video_io import probe_video, read_video
+from vjepa_ac.state_action import ACTION_NAMES, STATE_NAMES
 
 envs = pytest.importorskip("envs")
+from vjepa_ac.data import sim_collection  # noqa: E402  (needs envs)
+
 ROOT = Path(__file__).resolve().parents[1]
 TASKS = ["reach", "grasp", "reach_with_object", "pick_place"]  # configs/collect_robot_logs.yaml
 
 
-def run_script(name: str, overrides: list[str]) -> None:
-    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+def collect(name: str, overrides: list[str]) -> sim_collection.CollectionStats:
+    """The collector `name` on configs/<name>.yaml with overrides (what scripts/<name>.py runs)."""
     with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base=None):
         cfg = compose(name, overrides=overrides)
-    module.main(cfg)
+    return getattr(sim_collection, name)(cfg)
 
 
 def test_collect_videos_round_trip_resume_and_workers(tmp_path):
     common = ["num_videos=3", "frames_per_video=12", "segment_steps=[3,6]"]
-    run_script("collect_videos", [f"out_dir={tmp_path / 'one'}", "num_workers=1", *common])
+    stats = collect("collect_videos", [f"output_dir={tmp_path / 'one'}", "num_workers=1", *common])
+    assert (stats.items, stats.frames) == (3, 36) and stats.frames_per_s > 0
     videos = sorted((tmp_path / "one").glob("*.mp4"))
     assert [v.name for v in videos] == ["video_000000.mp4", "video_000001.mp4", "video_000002.mp4"]
     assert all(probe_video(v, count_frames=True).num_frames == 12 for v in videos)
 
-    run_script("collect_videos", [f"out_dir={tmp_path / 'two'}", "num_workers=2", *common])
+    collect("collect_videos", [f"output_dir={tmp_path / 'two'}", "num_workers=2", *common])
     for v in videos:  # each video's seed is its own: the worker count does not change the corpus
         assert np.array_equal(read_video(v), read_video(tmp_path / "two" / v.name))
 
     before = videos[0].stat().st_mtime_ns
-    run_script("collect_videos", [f"out_dir={tmp_path / 'one'}", "num_workers=1", "num_videos=4",
-                                  *common[1:]])
+    collect("collect_videos", [f"output_dir={tmp_path / 'one'}", "num_workers=1", "num_videos=4", *common[1:]])
     assert videos[0].stat().st_mtime_ns == before  # resumed: only the missing video was rendered
     assert len(list((tmp_path / "one").glob("*.mp4"))) == 4
 
@@ -49,10 +49,13 @@ def test_collect_videos_round_trip_resume_and_workers(tmp_path):
 
 def test_collect_robot_logs_round_trip_and_resume(tmp_path):
     out = tmp_path / "logs"
-    common = [f"out_dir={out}", "episodes_per_file=2", "random_fraction=0.5", "num_workers=2"]
-    run_script("collect_robot_logs", ["episodes_per_task=1", *common])
+    common = [f"output_dir={out}", "episodes_per_file=2", "random_fraction=0.5", "num_workers=2"]
+    stats = collect("collect_robot_logs", ["episodes_per_task=1", *common])
+    steps = {t: envs.load_task_config(t)["episode_steps"] for t in TASKS}
+    assert (stats.items, stats.frames) == (4, sum(steps.values()) + 4) and stats.successes <= 4
     first_file = (out / "data/chunk-000/file-000.parquet").read_bytes()
-    run_script("collect_robot_logs", ["episodes_per_task=2", *common])  # resumes after the first 4 episodes
+    stats = collect("collect_robot_logs", ["episodes_per_task=2", *common])  # resumes after the first 4 episodes
+    assert stats.items == 4
     assert (out / "data/chunk-000/file-000.parquet").read_bytes() == first_file
 
     ds = RobotLogDataset(out, num_steps=3, split="all")
@@ -60,10 +63,11 @@ def test_collect_robot_logs_round_trip_and_resume(tmp_path):
     assert episodes["episode_index"].tolist() == list(range(8))
     assert episodes["job_index"].tolist() == list(range(8))
     assert episodes["env_task"].tolist() == TASKS * 2
-    steps = {t: envs.load_task_config(t)["episode_steps"] for t in TASKS}
     assert episodes["length"].tolist() == [steps[t] + 1 for t in episodes["env_task"]]
     assert set(episodes["policy"]) <= {"expert", "random"} and episodes["success"].dtype == bool
     assert len(ds.meta.tasks) == 4 and ds.meta.fps == 5
+    assert ds.meta.features["observation.state"]["names"] == list(STATE_NAMES)
+    assert ds.meta.features["action"]["names"] == list(ACTION_NAMES)
 
     frames, states, actions = ds[0]
     assert frames.shape == (3, 3, 64, 64) and states.shape == (3, 7) and actions.shape == (2, 7)

@@ -31,6 +31,8 @@ EPISODES_PATH = EPISODES_DIR + "/" + CHUNK_FILE + ".parquet"
 DATA_PATH = "data/" + CHUNK_FILE + ".parquet"
 VIDEO_PATH = "videos/{video_key}/" + CHUNK_FILE + ".mp4"
 DEFAULT_CHUNK_SIZE = 1000  # files per chunk folder, as LeRobot
+STATE_KEY = "observation.state"  # the robot-log features (LeRobot's names); cameras are observation.images.<name>
+ACTION_KEY = "action"
 
 # Columns every frame row has, with their LeRobot feature specs.
 INDEX_FEATURES = {

@@ -24,11 +24,12 @@ import pyarrow.parquet as pq
 import torch
 from torch.utils.data import Dataset
 
-from vjepa_ac.data.lerobot_format import (DatasetFormatError, LeRobotMeta, check_feature, check_timestamps,
-                                          check_vectors, load_meta, video_segment)
+from vjepa_ac.data.lerobot_format import (ACTION_KEY, STATE_KEY, DatasetFormatError, LeRobotMeta, check_feature,
+                                          check_timestamps, check_vectors, load_meta, video_segment)
 from vjepa_ac.data.transforms import normalize_frames
 from vjepa_ac.data.video import crop_resize
 from vjepa_ac.data.video_io import probe_video, read_video
+from vjepa_ac.state_action import ACTION_DIM, STATE_DIM
 
 SPLITS = ("train", "val", "all")
 
@@ -56,16 +57,16 @@ class RobotLogDataset(Dataset):
         self,
         root: str | Path,
         camera_key: str = "observation.images.front",
-        state_key: str = "observation.state",
-        action_key: str = "action",
+        state_key: str = STATE_KEY,
+        action_key: str = ACTION_KEY,
         num_steps: int = 8,
         frame_stride: int = 1,
         window_step: int = 1,
         split: str = "train",
         val_fraction: float = 0.1,
         split_seed: int = 0,
-        state_dim: int = 7,
-        action_dim: int = 7,
+        state_dim: int = STATE_DIM,
+        action_dim: int = ACTION_DIM,
         resolution: int | None = None,
         preload: bool = True,
         cache_mb: float = 4096,

@@ -1,19 +1,33 @@
-"""What the sim collectors record and how they run: random-motion policies, scene jitter, videos,
-episodes, and the worker processes. The env and expert factories come in as arguments (`scripts/`
-passes `envs.make_env` and `envs.make_expert`), so this module depends only on the gymnasium API and
-the DESIGN.md observation/action contract.
+"""The sim collectors: an unlabeled video corpus (`collect_videos`) and robot logs as a LeRobotDataset
+v3.0 (`collect_robot_logs`), with their random-motion policy, scene jitter and worker processes.
+Both return what they did (`CollectionStats`).
 
 Work is split into jobs that each carry their own seed, so results do not depend on the number of
-workers, and a resumed run redoes exactly the jobs that were missing.
+workers, and a resumed run redoes exactly the jobs that were missing. Workers reach the env and the
+expert through factories (`envs.make_env`, `envs.make_expert`) passed to `parallel_map`.
 """
 
+import logging
 import multiprocessing as mp
+import time
 from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
 import gymnasium as gym
 import mujoco
 import numpy as np
+from omegaconf import DictConfig, OmegaConf
+from tqdm import tqdm
+
+import envs
+from envs.rollouts import Episode, record_episode
+from vjepa_ac.data.lerobot_format import ACTION_KEY, STATE_KEY
+from vjepa_ac.data.lerobot_writer import LeRobotWriter, robot_log_features
+from vjepa_ac.state_action import ACTION_DIM, GRIPPER_DIM, POSITION_DIMS, ROTATION_DIMS
+
+log = logging.getLogger(__name__)
 
 
 class SmoothRandomPolicy:
@@ -25,17 +39,19 @@ class SmoothRandomPolicy:
                  scale: float = 0.7, rotation_scale: float = 0.3, gripper_switch_prob: float = 0.1):
         self.high = action_space.high.astype(np.float64)
         self.rng, self.smoothing, self.gripper_switch_prob = rng, smoothing, gripper_switch_prob
-        self.scale = np.array([scale] * 3 + [scale * rotation_scale] * 3 + [0.0])
-        self.velocity = np.zeros(7)
+        self.scale = np.zeros(ACTION_DIM)  # the gripper is switched, not driven by the noise
+        self.scale[list(POSITION_DIMS)] = scale
+        self.scale[list(ROTATION_DIMS)] = scale * rotation_scale
+        self.velocity = np.zeros(ACTION_DIM)
         self.gripper_delta = 0.0
 
     def act(self) -> np.ndarray:
-        noise = self.rng.standard_normal(7) * np.sqrt(1 - self.smoothing**2)
+        noise = self.rng.standard_normal(ACTION_DIM) * np.sqrt(1 - self.smoothing**2)
         self.velocity = self.smoothing * self.velocity + noise
         action = self.velocity * self.scale * self.high
         if self.rng.random() < self.gripper_switch_prob:
             self.gripper_delta = float(self.rng.choice([-1.0, 1.0]))
-        action[6] = self.gripper_delta
+        action[GRIPPER_DIM] = self.gripper_delta
         return np.clip(action, -self.high, self.high).astype(np.float32)
 
 
@@ -84,35 +100,6 @@ def record_video(env: gym.Env, make_expert: MakeExpert, rng: np.random.Generator
             if len(frames) == num_frames:
                 break
     return np.stack(frames)
-
-
-@dataclass
-class Episode:
-    frames: np.ndarray  # uint8 [L, H, W, 3]
-    states: np.ndarray  # float32 [L, 7]
-    actions: np.ndarray  # float32 [L, 7]; row t takes frame t to t+1, the last row is zeros (no next frame)
-    success: bool  # info["is_success"] at the end of the step budget
-    success_any: bool  # at any step
-
-
-def record_episode(env: gym.Env, policy, seed: int) -> Episode:
-    """Run `policy.act()` from `env.reset(seed=seed)` until the env truncates or terminates; actions are
-    recorded as applied (clipped to the action bounds)."""
-    obs, info = env.reset(seed=seed)
-    low, high = env.action_space.low, env.action_space.high
-    frames, states, actions = [obs["pixels"]], [obs["state"]], []
-    success_any, done = bool(info["is_success"]), False
-    while not done:
-        action = np.clip(policy.act(), low, high).astype(np.float32)
-        obs, _, terminated, truncated, info = env.step(action)
-        frames.append(obs["pixels"])
-        states.append(obs["state"])
-        actions.append(action)
-        success_any |= bool(info["is_success"])
-        done = terminated or truncated
-    actions.append(np.zeros_like(actions[-1]))
-    return Episode(np.stack(frames), np.stack(states).astype(np.float32), np.stack(actions), bool(info["is_success"]),
-                   success_any)
 
 
 # ----------------------------------------------------------------------------- worker processes
@@ -203,3 +190,85 @@ def episode_job(job: EpisodeJob) -> tuple[Episode, dict]:
                              "policy": "random" if explore else "expert", "noise": noise, "env_task": job.task,
                              "env_seed": env_seed, "job_index": job.index, "attempts": attempt + 1}
     raise RuntimeError(f"episode job {job.index} ({job.task}): non-finite states in all {job.max_attempts} attempts")
+
+
+# ----------------------------------------------------------------------------- the collectors
+
+@dataclass
+class CollectionStats:
+    """What one collector run wrote (resumed runs count only what they added)."""
+
+    items: int  # videos or episodes
+    frames: int
+    seconds: float  # the collection loop, worker start-up included
+    successes: int = 0  # robot logs: episodes that ended in success
+    retried: int = 0  # robot logs: episodes re-run after an unstable simulation
+
+    @property
+    def frames_per_s(self) -> float:
+        return self.frames / max(self.seconds, 1e-9)
+
+
+def control_rate(cfg: DictConfig) -> int:
+    """The control rate (fps) shared by `cfg.tasks` with `cfg.env_overrides`."""
+    overrides = OmegaConf.to_container(cfg.env_overrides)
+    rates = {t: envs.load_task_config(t, **overrides)["control_hz"] for t in cfg.tasks}
+    if len(set(rates.values())) != 1:
+        raise ValueError(f"tasks must share one control rate for one dataset fps, got {rates}")
+    return int(next(iter(rates.values())))
+
+
+def _env_factory(cfg: DictConfig) -> Callable[[str], gym.Env]:
+    return partial(envs.make_env, resolution=cfg.resolution, **OmegaConf.to_container(cfg.env_overrides))
+
+
+def collect_videos(cfg: DictConfig) -> CollectionStats:
+    """Render the videos of the corpus (configs/collect_videos.yaml) that `cfg.output_dir` lacks."""
+    fps, out = control_rate(cfg), Path(cfg.output_dir)
+    jobs = [VideoJob(index=i, task=cfg.tasks[i % len(cfg.tasks)], seed=cfg.seed, path=str(out / f"video_{i:06d}.mp4"),
+                     num_frames=cfg.frames_per_video, fps=fps, expert_prob=cfg.expert_prob,
+                     noise_levels=tuple(cfg.noise_levels), segment_steps=tuple(cfg.segment_steps),
+                     light_scale=tuple(cfg.light_scale), camera_shift=cfg.camera_shift)
+            for i in range(cfg.num_videos)]
+    todo = [job for job in jobs if not Path(job.path).exists()]
+    log.info("%d videos in %s: %d already written, %d to render with %d workers", len(jobs), out,
+             len(jobs) - len(todo), len(todo), cfg.num_workers)
+    start, frames = time.perf_counter(), 0
+    for n in tqdm(parallel_map(video_job, todo, cfg.num_workers, _env_factory(cfg), envs.make_expert),
+                  total=len(todo), desc="videos", unit="video"):
+        frames += n
+    stats = CollectionStats(len(todo), frames, time.perf_counter() - start)
+    log.info("wrote %d videos, %d frames in %.1f s (%.1f frames/s)", stats.items, stats.frames, stats.seconds,
+             stats.frames_per_s)
+    return stats
+
+
+def collect_robot_logs(cfg: DictConfig) -> CollectionStats:
+    """Append the episodes of configs/collect_robot_logs.yaml that the LeRobot dataset at
+    `cfg.output_dir` lacks (episode i is on task i % len(tasks))."""
+    missing = [t for t in cfg.tasks if t not in cfg.task_descriptions]
+    if missing:
+        raise ValueError(f"task_descriptions lacks {missing}")
+    fps = control_rate(cfg)
+    writer = LeRobotWriter(cfg.output_dir, fps, robot_log_features(cfg.camera_key, cfg.resolution, fps),
+                           robot_type=cfg.robot_type, episodes_per_file=cfg.episodes_per_file)
+    total, done = len(cfg.tasks) * cfg.episodes_per_task, writer.num_episodes
+    log.info("%d episodes in %s: %d already written, %d to collect with %d workers", total, cfg.output_dir, done,
+             max(total - done, 0), cfg.num_workers)
+    jobs = [EpisodeJob(index=i, task=cfg.tasks[i % len(cfg.tasks)], seed=cfg.seed,
+                       random_fraction=cfg.random_fraction, noise_levels=tuple(cfg.noise_levels))
+            for i in range(done, total)]
+    start, stats = time.perf_counter(), CollectionStats(len(jobs), 0, 0.0)
+    for episode, meta in tqdm(parallel_map(episode_job, jobs, cfg.num_workers, _env_factory(cfg), envs.make_expert),
+                              total=len(jobs), desc="episodes", unit="episode"):
+        writer.add_episode({cfg.camera_key: episode.frames}, {STATE_KEY: episode.states, ACTION_KEY: episode.actions},
+                           task=cfg.task_descriptions[meta["env_task"]], metadata=meta)
+        stats.frames += len(episode.frames)
+        stats.successes += meta["success"]
+        stats.retried += meta["attempts"] > 1
+    writer.close()
+    stats.seconds = time.perf_counter() - start
+    log.info("wrote %d episodes, %d frames in %.1f s (%.1f frames/s); %d successful; %d re-run after an "
+             "unstable simulation", stats.items, stats.frames, stats.seconds, stats.frames_per_s, stats.successes,
+             stats.retried)
+    return stats
