@@ -1,15 +1,17 @@
-"""Task configurations: configs/env/base.yaml merged with configs/env/<task>.yaml.
+"""Task configurations: envs/configs/env/base.yaml merged with envs/configs/env/<task>.yaml.
 
 The YAML files are the single source of defaults; the env takes every key as a keyword argument,
 so ``gymnasium.make("vjepa_ac/Grasp-v0", resolution=256)`` and a Hydra ``env=grasp`` group agree.
+They are package data (an installed package builds envs without a checkout), and the Hydra apps
+find the ``env`` group through ``hydra.searchpath: [pkg://envs.configs]``.
 """
 
-from pathlib import Path
+from importlib.resources import files
 from typing import Any
 
 from omegaconf import OmegaConf
 
-CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs" / "env"
+CONFIG_DIR = files("envs") / "configs" / "env"
 
 # task name (config file stem) -> gymnasium id
 TASK_IDS = {
@@ -20,21 +22,22 @@ TASK_IDS = {
 }
 
 
-def _load_yaml(path: Path) -> dict:
+def _load_yaml(name: str) -> dict:
+    path = CONFIG_DIR / f"{name}.yaml"
     if not path.is_file():
-        raise FileNotFoundError(f"env config {path} not found (configs/ must sit beside envs/)")
-    return OmegaConf.to_container(OmegaConf.load(path), resolve=True)
+        raise FileNotFoundError(f"env config {path} not found (an incomplete install of the envs package?)")
+    return OmegaConf.to_container(OmegaConf.create(path.read_text()), resolve=True)
 
 
 def load_task_config(task: str, **overrides: Any) -> dict:
     """Defaults of ``task`` from YAML, with ``overrides`` applied; unknown names fail listing the valid ones."""
     if task not in TASK_IDS:
         raise ValueError(f"unknown task {task!r}; valid tasks: {sorted(TASK_IDS)}")
-    task_cfg = _load_yaml(CONFIG_DIR / f"{task}.yaml")
+    task_cfg = _load_yaml(task)
     cfg = {}
     for parent in task_cfg.pop("defaults", []):
         if parent != "_self_":
-            cfg.update(_load_yaml(CONFIG_DIR / f"{parent}.yaml"))
+            cfg.update(_load_yaml(parent))
     cfg.update(task_cfg)
     unknown = sorted(set(overrides) - set(cfg))
     if unknown:

@@ -15,10 +15,8 @@ from envs.rotations import euler_to_mat, mat_to_euler, wrap_angle, yaw_quat
 from envs.scene import (FINGER_OPEN, HOME_QPOS, OBJECT_KINDS, TABLE_TOP, ObjectSpec, SceneHandles, apply_object,
                         build_model)
 from envs.tasks import TASKS
+from vjepa_ac.state_action import STATE_HIGH, STATE_LOW, action_bounds
 
-# the end-effector cannot leave a 2 m box around the robot base (reach ~0.9 m)
-STATE_LOW = np.array([-2.0, -2.0, -2.0, -np.pi, -np.pi / 2, -np.pi, 0.0], dtype=np.float32)
-STATE_HIGH = np.array([2.0, 2.0, 2.0, np.pi, np.pi / 2, np.pi, 1.0], dtype=np.float32)
 PHYSICS_STATE = mujoco.mjtState.mjSTATE_INTEGRATION   # qpos, qvel, ctrl, warm start, time, ...
 EPISODE_STATE_SIZE = 6 + 1 + 1 + 3 + 4 + 3   # commanded pose, closure, object kind, size, rgba, target
 
@@ -39,12 +37,11 @@ def control_timing(cfg: dict) -> tuple[int, int]:
 class ManipulationEnv(gym.Env):
     """A Panda-like arm on a table with one object, driven by end-effector delta actions.
 
-    obs: ``{"pixels": uint8[H, W, 3], "state": float32[7]}`` (+ ``"wrist_pixels"`` with ``wrist_camera``),
-    state = ``[x, y, z, roll, pitch, yaw, gripper]`` of the end-effector site (extrinsic XYZ Euler; zero
-    angles = gripper pointing straight down, fingers closing along world y; gripper = measured closure,
-    0 open .. 1 closed). action = per-step delta of that state; the gripper entry changes the
-    *commanded* closure. Episodes truncate after ``episode_steps``; they never terminate early, so
-    success is judged at the end of a fixed budget.
+    obs: ``{"pixels": uint8[H, W, 3], "state": float32[7]}`` (+ ``"wrist_pixels"`` with ``wrist_camera``);
+    state and action follow ``vjepa_ac.state_action`` (the end-effector site's pose and measured
+    closure; the action is the per-step delta, its gripper entry changes the *commanded* closure).
+    Episodes truncate after ``episode_steps``; they never terminate early, so success is judged at
+    the end of a fixed budget. The reset info also holds ``subgoal_pixels``: the subgoal images, in order.
     """
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 5}
@@ -79,8 +76,7 @@ class ManipulationEnv(gym.Env):
         if cfg["wrist_camera"]:
             obs_spaces["wrist_pixels"] = image
         self.observation_space = spaces.Dict(obs_spaces)
-        bound = np.array([cfg["max_pos_delta"]] * 3 + [cfg["max_rot_delta"]] * 3 + [1.0], dtype=np.float32)
-        self.action_space = spaces.Box(-bound, bound, dtype=np.float32)
+        self.action_space = spaces.Box(*action_bounds(cfg["max_pos_delta"], cfg["max_rot_delta"]), dtype=np.float32)
         self._ws_low = np.asarray(cfg["workspace_low"], float)
         self._ws_high = np.asarray(cfg["workspace_high"], float)
 
@@ -270,7 +266,9 @@ class ManipulationEnv(gym.Env):
         self.target_pos = self.task.sample_target(rng, self)
         self._make_goal()
         self._steps = 0
-        return self._obs(), self._info(action_clipped=False)
+        info = self._info(action_clipped=False)
+        info["subgoal_pixels"] = [image.copy() for image in self.subgoal_pixels]   # in order; the goal comes last
+        return self._obs(), info
 
     def _make_goal(self) -> None:
         """Goal image and features: the scripted expert's final state, run on a copy of this state.

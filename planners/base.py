@@ -8,6 +8,7 @@ import torch
 
 from planners.energy import ENERGY_REDUCTIONS, latent_l1_energy, mask_non_finite
 from planners.protocol import WorldModel
+from vjepa_ac.state_action import ROTATION_DIMS
 
 
 class Planner:
@@ -15,7 +16,8 @@ class Planner:
     `plan(world_model, z_now [1, N, D], state_now [1, S], z_goal [1, N, D]) -> actions [H, A]`.
 
     Actions stay inside [action_low, action_high] (the env's per-step bounds); `frozen_dims` are held
-    at zero (or the nearest bound), e.g. [3, 4, 5] keeps the orientation fixed. `action_cost` adds
+    at zero (or the nearest bound); the default, the rotation dims of `vjepa_ac.state_action`, keeps
+    the orientation fixed as the reference does. `action_cost` adds
     that weight times the mean |action| (as a fraction of its bound, over the free motion dims) of
     each step to the energy: with an imperfect model, candidates near the goal differ by less than
     the prediction error, and the cost makes "stay" win when no move is predicted to help. The planner is
@@ -30,7 +32,7 @@ class Planner:
         action_low: Sequence[float] | np.ndarray,
         action_high: Sequence[float] | np.ndarray,
         horizon: int = 2,
-        frozen_dims: Sequence[int] = (),
+        frozen_dims: Sequence[int] = ROTATION_DIMS,
         energy: str = "final",
         action_cost: float = 0.0,
         seed: int = 0,
@@ -102,7 +104,7 @@ class Planner:
         raise NotImplementedError
 
     def _check_inputs(self, world_model: WorldModel, z_now: torch.Tensor, state_now: torch.Tensor, z_goal: torch.Tensor) -> None:
-        model_dim = getattr(world_model, "action_dim", None)
+        model_dim = world_model.action_dim
         if model_dim is not None and model_dim != self.action_dim:
             raise ValueError(
                 f"the world model takes {model_dim}-D actions but the planner's action bounds are "

@@ -4,22 +4,16 @@ Every method runs the same seeds with the same step budget. A cell (task, method
 at the end of the budget (the headline) with a Wilson 95 % interval, success at any step, mean steps
 to first success, planning time per action (median and p95) and the final task distance.
 
-Methods (configs/benchmark.yaml, `methods`), each with a `kind`:
-  random   uniformly random actions within the bounds
-  expert   the scripted expert (PRIVILEGED: reads the simulator state)
-  planner  a planner over a world model: a checkpoint directory (learned, pixels + proprioception
-           only) or "oracle" (PRIVILEGED: the simulator as the world model)
-
-Episodes are independent jobs run over processes; each writes its own JSON file, so an interrupted
-benchmark resumes where it stopped. `planners` does not import `envs`: the caller passes the env
-and expert factories (`envs.make_env`, `envs.make_expert`).
+Methods are built by `planners.factory` (its docstring lists the kinds and keys). Episodes are
+independent jobs run over processes; each writes its own JSON file, so an interrupted benchmark
+resumes where it stopped. `planners` does not import `envs`: the caller passes the env and expert
+factories (`envs.make_env`, `envs.make_expert`). `scripts/plan.py` is a one-cell benchmark.
 """
 from __future__ import annotations
 
 import json
 import logging
 import math
-import os
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from multiprocessing import get_context
@@ -30,14 +24,12 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from planners.factory import load_world_model, make_planner
-from planners.media import write_episode_video
+from planners.factory import build_method, check_method, is_privileged, method_subgoals
+from planners.media import plot_energies, write_episode_video
 from planners.mpc import run_episode
-from planners.policy import NullWorldModel, PolicyPlanner, RandomActions
+from vjepa_ac.files import write_json
 
 log = logging.getLogger("benchmark")
-
-METHOD_KINDS = ("random", "expert", "planner")
 
 
 @dataclass(frozen=True)
@@ -58,24 +50,25 @@ def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, flo
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
-def is_privileged(method: dict) -> bool:
-    return method["kind"] == "expert" or (method["kind"] == "planner" and method["world_model"] == "oracle")
+def resolve_device(device: str) -> str:
+    """"auto" -> "cuda" when a GPU is visible, else "cpu"; anything else as given."""
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
 
 
 def validate_config(cfg: dict) -> None:
-    """Fail before any episode runs, naming the bad key."""
+    """Fail before any episode runs, naming the bad key (learned checkpoints are loaded once here)."""
     unknown = [t for t in cfg["tasks"] if t not in cfg["envs"]]
     if unknown:
         raise ValueError(f"tasks {unknown} have no entry under `envs` (known: {sorted(cfg['envs'])})")
+    missing = [t for t in cfg["tasks"] if t not in cfg["task_distance"]]
+    if missing:
+        raise ValueError(f"tasks {missing} have no entry under `task_distance`")
     for name in cfg["run_methods"]:
         if name not in cfg["methods"]:
             raise ValueError(f"run_methods names {name!r}, not one of methods {sorted(cfg['methods'])}")
-        method = cfg["methods"][name]
-        if method.get("kind") not in METHOD_KINDS:
-            raise ValueError(f"methods.{name}.kind must be one of {METHOD_KINDS}, got {method.get('kind')!r}")
-        source = method.get("world_model")
-        if method["kind"] == "planner" and source not in ("oracle", "random") and not Path(str(source)).is_dir():
-            raise FileNotFoundError(f"methods.{name}.world_model: checkpoint directory {source!r} not found")
+        check_method(name, cfg["methods"][name])
 
 
 def make_jobs(cfg: dict) -> list[Job]:
@@ -97,23 +90,6 @@ def read_episode(path: Path) -> dict | None:
         return None
 
 
-def write_json(path: Path, data) -> None:
-    """Atomic JSON write; non-finite floats become null (JSON has no inf/NaN)."""
-    def clean(x):
-        if isinstance(x, float) and not math.isfinite(x):
-            return None
-        if isinstance(x, dict):
-            return {k: clean(v) for k, v in x.items()}
-        if isinstance(x, (list, tuple)):
-            return [clean(v) for v in x]
-        return x
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(clean(data), indent=1))
-    os.replace(tmp, path)
-
-
 # Per-process cache: (task, method) -> (env, world model, planner), so a worker builds them once.
 _CELLS: dict[tuple[str, str], tuple] = {}
 
@@ -123,34 +99,29 @@ def _build_cell(cfg: dict, job: Job, make_env: Callable, make_expert: Callable) 
     if key not in _CELLS:
         env_cfg = dict(cfg["envs"][job.task])
         env = make_env(env_cfg.pop("task"), **env_cfg)
-        method = cfg["methods"][job.method]
-        low, high = env.action_space.low, env.action_space.high
-        if method["kind"] == "random":
-            world_model, planner = NullWorldModel(), RandomActions(low, high, **method.get("kwargs", {}))
-        elif method["kind"] == "expert":
-            noise = method.get("noise", 0.0)
-            world_model = NullWorldModel(privileged=True)
-            planner = PolicyPlanner(low, high, lambda: make_expert(env, noise=noise, rng=np.random.default_rng(0)).act)
-        else:
-            world_model = load_world_model(method["world_model"], env, cfg.get("random_init"))
-            planner = make_planner(method["planner"], env.action_space)
-        _CELLS[key] = (env, world_model, planner)
+        _CELLS[key] = (env, *build_method(cfg["methods"][job.method], env, make_expert, resolve_device(cfg["device"])))
     return _CELLS[key]
 
 
 def run_job(cfg: dict, job: Job, out: str, make_env: Callable, make_expert: Callable) -> dict:
-    """Run one episode and write its summary JSON (and mp4 if asked); returns the summary."""
-    torch.set_num_threads(cfg["torch_threads_per_worker"])
+    """Run one episode and write its summary JSON (and mp4 + energy plot if asked); returns the summary."""
+    torch.set_num_threads(cfg["threads"])
     env, world_model, planner = _build_cell(cfg, job, make_env, make_expert)
+    method = cfg["methods"][job.method]
     result = run_episode(env, world_model, planner, job.seed, max_steps=cfg["max_steps"],
-                         execute_steps=cfg["methods"][job.method].get("execute_steps", 1), record_frames=job.video)
-    summary = {"task": job.task, "method": job.method, **result.summary(),
-               "privileged": is_privileged(cfg["methods"][job.method])}
+                         execute_steps=method.get("execute_steps", 1), stop_on_success=cfg["stop_on_success"],
+                         record_frames=job.video, subgoals=method_subgoals(method, cfg["subgoal_switch"]))
+    summary = {"task": job.task, "method": job.method, **result.summary(), "privileged": is_privileged(method)}
     if job.video:
-        video = Path(out) / "videos" / f"{job.task}_{job.method}_seed{job.seed}.mp4"
-        video.parent.mkdir(parents=True, exist_ok=True)
-        write_episode_video(result, video, fps=int(cfg["envs"][job.task].get("control_hz", 5)))
+        stem = Path(out) / "videos" / f"{job.task}_{job.method}_seed{job.seed}"
+        stem.parent.mkdir(parents=True, exist_ok=True)
+        write_episode_video(result, stem.with_suffix(".mp4"), fps=int(cfg["envs"][job.task].get("control_hz", 5)))
+        plot_energies(result, stem.with_suffix(".png"), title=f"{job.task}, {method_label(job.method, summary['privileged'])}, seed {job.seed}")
     write_json(episode_path(Path(out), job), summary)
+    t = result.time_per_action()
+    log.info("%s %s seed %d: success at end %s, at any step %s, %d steps, planning %.3f s/action "
+             "(encode %.3f, rollouts %.3f, overhead %.3f)", job.task, job.method, job.seed, result.success_at_end,
+             result.success_any, result.steps, t["total_s"], t["encode_s"], t["rollout_s"], t["overhead_s"])
     return summary
 
 
@@ -179,6 +150,8 @@ def summarize_cell(episodes: list[dict], distance_key: str) -> dict:
     per_action = [(r["encode_s"] + r["rollout_s"] + r["overhead_s"]) / r["executed"]
                   for e in episodes for r in e["records"] if r["executed"]]
     distances = [e["final_distances"][distance_key] for e in episodes if distance_key in e["final_distances"]]
+    split = {k: float(np.mean([e["time_per_action"][k] for e in episodes])) if n else None
+             for k in ("encode_s", "rollout_s", "overhead_s")}
     return {
         "episodes": n,
         "success": wins / n if n else 0.0,
@@ -187,6 +160,7 @@ def summarize_cell(episodes: list[dict], distance_key: str) -> dict:
         "mean_steps_to_success": float(np.mean([e["first_success_step"] for e in any_wins])) if any_wins else None,
         "plan_s_median": float(np.median(per_action)) if per_action else None,
         "plan_s_p95": float(np.percentile(per_action, 95)) if per_action else None,
+        "plan_s_split_mean": split,
         "distance_key": distance_key,
         "final_distance_mean": float(np.mean(distances)) if distances else None,
     }
@@ -249,6 +223,20 @@ def plot_success(results: dict, path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def plan_config(cfg: dict) -> dict:
+    """The benchmark config of scripts/plan.py: one task (`env`), one planner method, its episodes."""
+    task = cfg["env"]["task"]
+    name = f"{'oracle' if cfg['world_model'] == 'oracle' else 'learned'}_{cfg['planner']['name']}"
+    if cfg["goals"] == "subgoals":
+        name += "_subgoals"
+    method = {"kind": "planner", "world_model": cfg["world_model"], "planner": cfg["planner"],
+              "goals": cfg["goals"], "execute_steps": cfg["execute_steps"]}
+    return {"tasks": [task], "envs": {task: cfg["env"]}, "methods": {name: method}, "run_methods": [name],
+            "task_distance": cfg["task_distance"], "subgoal_switch": cfg["subgoal_switch"], "seed": cfg["seed"],
+            "episodes": cfg["episodes"], "max_steps": cfg["max_steps"], "stop_on_success": cfg["stop_on_success"],
+            "videos_per_cell": cfg["videos"], "num_workers": 0, "threads": cfg["threads"], "device": cfg["device"]}
 
 
 def run_benchmark(cfg: dict, out: Path, make_env: Callable, make_expert: Callable) -> dict:

@@ -1,9 +1,10 @@
 """The MPC loop: observe, encode, plan, execute the first action(s), repeat.
 
 The planner and the world model see only what a robot sees: the camera frame (`obs["pixels"]`),
-the proprioceptive state (`obs["state"]`) and the goal image (`info["goal_pixels"]`). Success flags
-and task distances from `info` are recorded as metrics; they never steer planning (the privileged
-oracle world model reads the simulator by itself, and says so).
+the proprioceptive state (`obs["state"]`) and the goal image (`info["goal_pixels"]`), optionally
+preceded by subgoal images (`info["subgoal_pixels"]` at reset, in order; `planners.subgoals` decides
+when to move on). Success flags and task distances from `info` are recorded as metrics; they never
+steer planning (the privileged oracle world model reads the simulator by itself, and says so).
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import torch
 from planners.base import Planner
 from planners.energy import latent_l1_energy
 from planners.protocol import WorldModel
+from planners.subgoals import GoalTracker, SubgoalSwitch
 
 
 class TimedWorldModel:
@@ -23,11 +25,14 @@ class TimedWorldModel:
 
     def __init__(self, world_model: WorldModel):
         self.world_model = world_model
+        self.privileged = world_model.privileged
+        self.action_dim = world_model.action_dim
+        self.resolution = world_model.resolution
         self.encode_s = 0.0
         self.rollout_s = 0.0
 
-    def __getattr__(self, name):  # action_dim, encode_goal, ... of the wrapped model
-        return getattr(self.world_model, name)
+    def encode_goal(self, frames) -> torch.Tensor:
+        return self.world_model.encode_goal(frames)
 
     def encode(self, frames) -> torch.Tensor:
         start = time.perf_counter()
@@ -47,7 +52,8 @@ class StepRecord:
     """One planning step: energies and where the time went (seconds)."""
 
     step: int  # env steps executed before this plan
-    energy_now: float  # L1 energy between the current frame's embedding and the goal's
+    goal_index: int  # which goal the plan aimed at (subgoals first; 0 = the only goal without subgoals)
+    energy_now: float  # L1 energy between the current frame's embedding and that goal's
     energy_planned: float  # predicted energy of the best candidate the planner scored
     encode_s: float  # encoding the current frame
     rollout_s: float  # world-model rollouts (forward passes; a gradient planner's backward is overhead)
@@ -67,9 +73,11 @@ class EpisodeResult:
     final_distances: dict[str, float]
     goal_encode_s: float
     privileged: bool  # True when the world model reads the simulator (the oracle baseline)
+    num_goals: int = 1  # subgoal images + the final goal
+    switched_at: list[int] = field(default_factory=list)  # env step of each move to the next goal
     records: list[StepRecord] = field(default_factory=list)
     frames: list[np.ndarray] = field(default_factory=list)  # camera frames, first = after reset
-    goal_pixels: np.ndarray | None = None
+    goal_pixels: list[np.ndarray] = field(default_factory=list)  # subgoal images, then the goal
 
     def time_per_action(self) -> dict[str, float]:
         """Mean planning seconds per executed action, total and split."""
@@ -86,6 +94,8 @@ class EpisodeResult:
             "first_success_step": self.first_success_step,
             "final_distances": self.final_distances,
             "privileged": self.privileged,
+            "num_goals": self.num_goals,
+            "switched_at": self.switched_at,
             "time_per_action": self.time_per_action(),
             "goal_encode_s": self.goal_encode_s,
             "records": [asdict(r) for r in self.records],
@@ -95,7 +105,7 @@ class EpisodeResult:
 def check_compatible(env, world_model: WorldModel, planner: Planner) -> None:
     """Fail early, naming both numbers, when env, world model and planner disagree on actions."""
     env_dim = int(np.prod(env.action_space.shape))
-    model_dim = getattr(world_model, "action_dim", None)
+    model_dim = world_model.action_dim
     if model_dim is not None and model_dim != env_dim:
         raise ValueError(f"the world model (checkpoint) takes {model_dim}-D actions but the env's actions are {env_dim}-D")
     if planner.action_dim != env_dim:
@@ -105,12 +115,25 @@ def check_compatible(env, world_model: WorldModel, planner: Planner) -> None:
 def check_goal_image(goal: np.ndarray, frame: np.ndarray, world_model: WorldModel) -> None:
     if goal.shape != frame.shape:
         raise ValueError(f"goal image has shape {goal.shape} but camera frames are {frame.shape}: render the goal at the env's resolution")
-    resolution = getattr(world_model, "resolution", None)
+    resolution = world_model.resolution
     if resolution is not None and frame.shape[:2] != (resolution, resolution):
         raise ValueError(
             f"camera frames are {frame.shape[0]}x{frame.shape[1]} but the world model encodes "
             f"{resolution}x{resolution} frames: set the env's resolution to {resolution}"
         )
+
+
+def episode_goals(info: dict, subgoals: SubgoalSwitch | None) -> list[np.ndarray]:
+    """The goal images of an episode from the reset info: the goal alone, or, with a subgoal
+    switch, the subgoal images in order and then the goal."""
+    goal = np.asarray(info["goal_pixels"])
+    if subgoals is None:
+        return [goal]
+    images = info.get("subgoal_pixels")
+    if not images:
+        raise ValueError("subgoal-conditioned MPC needs info['subgoal_pixels'] (a non-empty list) at reset; "
+                         "this env gives none")
+    return [np.asarray(image) for image in images] + [goal]
 
 
 def run_episode(
@@ -122,29 +145,34 @@ def run_episode(
     execute_steps: int = 1,
     stop_on_success: bool = False,
     record_frames: bool = False,
+    subgoals: SubgoalSwitch | None = None,
 ) -> EpisodeResult:
     """One MPC episode from `env.reset(seed=seed)`.
 
     Runs until the env terminates or truncates, `max_steps` actions have been executed, or (with
     `stop_on_success`) the task is solved. The default runs the full budget, so "success at the
-    end" is the headline and "success at any step" the secondary figure.
+    end" is the headline and "success at any step" the secondary figure. With `subgoals`, the
+    planner aims at the env's subgoal images in turn, then at the goal image.
     """
     if execute_steps < 1 or execute_steps > planner.horizon:
         raise ValueError(f"execute_steps must be in [1, horizon={planner.horizon}], got {execute_steps}")
     check_compatible(env, world_model, planner)
     timed = TimedWorldModel(world_model)
     obs, info = env.reset(seed=seed)
-    goal = np.asarray(info["goal_pixels"])
-    check_goal_image(goal, obs["pixels"], world_model)
+    goals = episode_goals(info, subgoals)
+    for goal in goals:
+        check_goal_image(goal, obs["pixels"], world_model)
     planner.reset(seed=seed)
 
     start = time.perf_counter()
-    z_goal = getattr(world_model, "encode_goal", world_model.encode)(goal[None])
+    z_goals = world_model.encode_goal(np.stack(goals))
     goal_encode_s = time.perf_counter() - start
+    tracker = GoalTracker(subgoals or SubgoalSwitch(), num_goals=len(goals))
 
     result = EpisodeResult(
         seed=seed, steps=0, success_at_end=False, success_any=False, first_success_step=None, final_distances={},
-        goal_encode_s=goal_encode_s, privileged=bool(getattr(world_model, "privileged", False)), goal_pixels=goal,
+        goal_encode_s=goal_encode_s, privileged=world_model.privileged, num_goals=len(goals),
+        switched_at=tracker.switched_at, goal_pixels=goals,
     )
     if record_frames:
         result.frames.append(obs["pixels"].copy())
@@ -153,9 +181,13 @@ def run_episode(
     while not done and result.steps < limit:
         timed.encode_s = timed.rollout_s = 0.0
         z_now = timed.encode(obs["pixels"][None])
+        energy_now = float(latent_l1_energy(z_now[:, None], z_goals[tracker.index:tracker.index + 1])[0])
+        if tracker.update(result.steps, energy_now):
+            energy_now = float(latent_l1_energy(z_now[:, None], z_goals[tracker.index:tracker.index + 1])[0])
+            tracker.update(result.steps, energy_now)  # the new goal's starting energy
         state_now = torch.as_tensor(np.asarray(obs["state"], dtype=np.float32))[None]
         start = time.perf_counter()
-        actions = planner.plan(timed, z_now, state_now, z_goal)
+        actions = planner.plan(timed, z_now, state_now, z_goals[tracker.index:tracker.index + 1])
         plan_s = time.perf_counter() - start
 
         executed = 0
@@ -173,7 +205,8 @@ def run_episode(
         planner.shift(executed)
         result.records.append(StepRecord(
             step=result.steps - executed,
-            energy_now=float(latent_l1_energy(z_now[:, None], z_goal)[0]),
+            goal_index=tracker.index,
+            energy_now=energy_now,
             energy_planned=planner.stats["energy"],
             encode_s=timed.encode_s,
             rollout_s=timed.rollout_s,

@@ -3,23 +3,28 @@
 It reads the simulator's state, so it separates planner failures from world-model failures; it is
 never what the learned planner uses. Works on any env that offers (duck typing; `planners` does
 not import `envs`): `get_sim_state()`, `set_sim_state(s)`, `step_physics(action)`,
-`privileged_features()` and `goal_features`.
+`privileged_features()`, the goal image and state (`goal_pixels`, `goal_features`) and the subgoal
+images and states (`subgoal_pixels`, `subgoal_features`: lists, possibly empty).
 """
 from __future__ import annotations
 
 import numpy as np
 import torch
 
-REQUIRED = ("get_sim_state", "set_sim_state", "step_physics", "privileged_features", "goal_features")
+from planners.protocol import WorldModelDefaults
+
+REQUIRED = ("get_sim_state", "set_sim_state", "step_physics", "privileged_features", "goal_pixels", "goal_features",
+            "subgoal_pixels", "subgoal_features")
 
 
-class PrivilegedOracleWorldModel:
+class PrivilegedOracleWorldModel(WorldModelDefaults):
     """The simulator as a world model. PRIVILEGED: it reads the true simulator state.
 
     Its "embedding" of the present is the env's privileged feature vector, shape [1, 1, F] (one
     token), so planners and the L1 energy treat it like encoder latents; `encode` ignores the
     pixels and reads the *current* simulator state, so call it only on the current observation
-    (as the MPC loop does). `encode_goal` returns the goal state's features. `rollout` clones the
+    (as the MPC loop does). `encode_goal` maps each of the env's own goal and subgoal images to
+the features of the state it was rendered from. `rollout` clones the
     simulator state, plays every candidate's actions from it and restores it afterwards.
     """
 
@@ -40,8 +45,17 @@ class PrivilegedOracleWorldModel:
         return self._features(self.sim.privileged_features()).expand(len(frames), -1, -1).clone()
 
     def encode_goal(self, frames) -> torch.Tensor:
-        """Privileged features of the goal state, [B, 1, F] (pixels unused)."""
-        return self._features(self.sim.goal_features).expand(len(frames), -1, -1).clone()
+        """Privileged features of the states behind the env's goal or subgoal images, [B, 1, F]."""
+        images = [*self.sim.subgoal_pixels, self.sim.goal_pixels]
+        features = [*self.sim.subgoal_features, self.sim.goal_features]
+        out = []
+        for frame in np.asarray(frames):
+            matches = [i for i, image in enumerate(images) if np.array_equal(image, frame)]
+            if not matches:
+                raise ValueError("the privileged oracle knows the states behind this episode's goal and subgoal "
+                                 "images only; got another image")
+            out.append(features[matches[-1]])
+        return torch.cat([self._features(f) for f in out])
 
     def rollout(self, z: torch.Tensor, state: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         """Simulate each candidate from the current simulator state: actions [B, H, A] -> [B, H, 1, F].

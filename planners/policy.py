@@ -9,11 +9,13 @@ from typing import Callable
 import numpy as np
 import torch
 
-from planners.protocol import WorldModel
-from planners.sampling import SamplingPlanner
+from planners.base import Planner
+from planners.protocol import WorldModel, WorldModelDefaults
+from planners.sampling import gripper_commands, uniform_actions
+from vjepa_ac.state_action import GRIPPER_DIM
 
 
-class NullWorldModel:
+class NullWorldModel(WorldModelDefaults):
     """A world model that knows nothing: one zero token per frame. For policies, which ignore it.
     `privileged` says whether the policy that runs beside it reads the simulator."""
 
@@ -27,23 +29,26 @@ class NullWorldModel:
         return torch.zeros(actions.shape[0], actions.shape[1], 1, 1)
 
 
-class RandomActions(SamplingPlanner):
+class RandomActions(Planner):
     """Uniformly random actions within the bounds (frozen dims held, gripper drawn from
-    {close, hold, open} like the sampling planners do); never calls the world model."""
+    {open, hold, close} as the sampling planners do); never calls the world model."""
 
-    def __init__(self, action_low, action_high, **kwargs):
-        super().__init__(action_low, action_high, num_samples=1, **{"horizon": 1, **kwargs})
+    def __init__(self, action_low, action_high, gripper_dim: int = GRIPPER_DIM, **kwargs):
+        super().__init__(action_low, action_high, horizon=1, **kwargs)
+        self.gripper_dim = gripper_dim
+        self.gripper_values = gripper_commands(self.low, self.high, self.rest, gripper_dim)
 
     def _optimize(self, world_model: WorldModel, z_now, state_now, z_goal) -> torch.Tensor:
-        return self._sample_uniform()[0]
+        actions = uniform_actions(self.low, self.high, (1, 1), self.generator, self.gripper_dim, self.gripper_values)
+        return self._clip(actions)[0]
 
 
-class PolicyPlanner(SamplingPlanner):
+class PolicyPlanner(Planner):
     """Wraps a policy: `make_policy()` is called at every `reset` (a new episode) and must return a
     callable `act() -> action [A]`; each plan is that single action, clipped to the bounds."""
 
     def __init__(self, action_low, action_high, make_policy: Callable[[], Callable[[], np.ndarray]], **kwargs):
-        super().__init__(action_low, action_high, num_samples=1, gripper_dim=None, **{"horizon": 1, **kwargs})
+        super().__init__(action_low, action_high, horizon=1, **{"frozen_dims": (), **kwargs})
         self.make_policy = make_policy
         self.act: Callable[[], np.ndarray] | None = None
 

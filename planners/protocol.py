@@ -1,4 +1,10 @@
-"""What a planner needs from a world model (DESIGN.md contract), as a structural type."""
+"""What a planner and the MPC loop need from a world model, as a structural type.
+
+The contract (docs/architecture.md, "WorldModel"): `encode` frames to embeddings, `encode_goal` a
+goal image (the same as `encode` for a learned model), `rollout` a batch of candidate action
+sequences, and three facts the loop checks before it plans: `action_dim`, `resolution` (None when
+any frame size will do) and `privileged` (True when the model reads the simulator).
+"""
 from __future__ import annotations
 
 from typing import Protocol, runtime_checkable
@@ -9,18 +15,36 @@ import torch
 
 @runtime_checkable
 class WorldModel(Protocol):
-    """Anything with `encode` and `rollout`: the learned `vjepa_ac.WorldModel`, the privileged
-    simulator oracle (`planners.oracle`), or a synthetic model in tests.
+    """The learned `vjepa_ac.WorldModel`, the privileged simulator oracle (`planners.oracle`),
+    `planners.policy.NullWorldModel` and the synthetic test models all satisfy it."""
 
-    A world model may also expose `action_dim: int` (checked against the env's action space) and
-    `encode_goal(frames)` (used for the goal instead of `encode`; the privileged oracle needs it
-    because its goal is the goal *state*, not an image).
-    """
+    privileged: bool  # reads simulator state (a baseline, never the learned planner)
+    action_dim: int | None  # checked against the env's action space; None: any
+    resolution: int | None  # square frame size the model encodes; None: any
 
     def encode(self, frames: np.ndarray | torch.Tensor) -> torch.Tensor:
         """uint8 frames [B, H, W, 3] -> embeddings z [B, N, D]."""
         ...
 
+    def encode_goal(self, frames: np.ndarray | torch.Tensor) -> torch.Tensor:
+        """Goal images [B, H, W, 3] -> z [B, N, D] (the oracle maps them to the goal *states*)."""
+        ...
+
     def rollout(self, z: torch.Tensor, state: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         """z [1 or B, N, D], state [1 or B, 7], actions [B, H, 7] -> predicted z [B, H, N, D]."""
         ...
+
+
+class WorldModelDefaults:
+    """Defaults of the protocol's extras for world models written in `planners` and in tests: not
+    privileged, any action size and resolution, goal images encoded like any frame."""
+
+    privileged = False
+    action_dim: int | None = None
+    resolution: int | None = None
+
+    def encode(self, frames) -> torch.Tensor:
+        raise NotImplementedError
+
+    def encode_goal(self, frames) -> torch.Tensor:
+        return self.encode(frames)

@@ -5,6 +5,24 @@ import torch
 
 from planners.base import Planner
 from planners.protocol import WorldModel
+from vjepa_ac.state_action import GRIPPER_DIM
+
+
+def gripper_commands(low: torch.Tensor, high: torch.Tensor, rest: torch.Tensor, gripper_dim: int) -> torch.Tensor:
+    """The gripper's three commands {open fully, hold, close fully} as [low, rest, high] of its dim."""
+    return torch.stack([low[gripper_dim], rest[gripper_dim], high[gripper_dim]])
+
+
+def uniform_actions(low: torch.Tensor, high: torch.Tensor, shape: tuple[int, int], generator: torch.Generator,
+                    gripper_dim: int | None = None, gripper_values: torch.Tensor | None = None) -> torch.Tensor:
+    """Actions [*shape, A] uniform within [low, high]; with `gripper_dim`, that dim drawn from
+    `gripper_values` (a switch, not a continuum). Not clipped to frozen dims."""
+    u = torch.rand((*shape, low.numel()), generator=generator)
+    actions = low + (high - low) * u
+    if gripper_dim is not None:
+        idx = torch.randint(0, len(gripper_values), shape, generator=generator)
+        actions[..., gripper_dim] = gripper_values[idx]
+    return actions
 
 
 class SamplingPlanner(Planner):
@@ -23,7 +41,7 @@ class SamplingPlanner(Planner):
         action_high,
         num_samples: int = 400,
         init_std: float = 1.0,
-        gripper_dim: int | None = 6,
+        gripper_dim: int | None = GRIPPER_DIM,
         min_gripper_prob: float = 0.05,
         **kwargs,
     ):
@@ -37,10 +55,10 @@ class SamplingPlanner(Planner):
         self.min_gripper_prob = min_gripper_prob
         # A frozen gripper stays frozen; otherwise it is sampled from its own categorical.
         self.gripper_dim = None if gripper_dim is None or self.frozen[gripper_dim] else gripper_dim
+        self.gripper_values = None
         if self.gripper_dim is not None:
-            g = self.gripper_dim
-            self.gripper_values = torch.stack([self.low[g], self.rest[g], self.high[g]])
-            self.cost_dims[g] = False  # a switch, not a motion: the action cost leaves it free
+            self.gripper_values = gripper_commands(self.low, self.high, self.rest, self.gripper_dim)
+            self.cost_dims[self.gripper_dim] = False  # a switch, not a motion: the action cost leaves it free
 
     def _initial(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Mean (warm start), std [H, A] and gripper probabilities [H, 3] to start from."""
@@ -60,12 +78,8 @@ class SamplingPlanner(Planner):
 
     def _sample_uniform(self) -> torch.Tensor:
         """num_samples candidates [S, H, A] uniform within the bounds."""
-        u = torch.rand((self.num_samples, self.horizon, self.action_dim), generator=self.generator)
-        actions = self.low + (self.high - self.low) * u
-        if self.gripper_dim is not None:
-            idx = torch.randint(0, 3, (self.num_samples, self.horizon), generator=self.generator)
-            actions[..., self.gripper_dim] = self.gripper_values[idx]
-        return self._clip(actions)
+        return self._clip(uniform_actions(self.low, self.high, (self.num_samples, self.horizon), self.generator,
+                                          self.gripper_dim, self.gripper_values))
 
     def _fit(self, actions: torch.Tensor, weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Weighted mean, std [H, A] and gripper probabilities [H, 3] of candidates [S, H, A]."""

@@ -5,8 +5,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from planners.protocol import WorldModelDefaults
 
-class LinearWorldModel:
+
+class LinearWorldModel(WorldModelDefaults):
     """z_{t+1} = z_t + (a_t / scale) @ M, with z of shape [N, D] flattened to N * D features.
 
     `encode` maps a frame to the mean colour of each of N horizontal bands, tiled to D features

@@ -1,6 +1,5 @@
 """Energy landscape over two action dimensions for one frame and goal, with the true best action
 (found by the PRIVILEGED simulator) marked, as in the V-JEPA 2 paper (configs/energy_landscape.yaml)."""
-import json
 import logging
 from pathlib import Path
 
@@ -11,27 +10,28 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 import envs
-from planners.factory import load_world_model
+from planners.benchmark import resolve_device
+from planners.factory import ORACLE, load_world_model
 from planners.landscape import energy_grid
-from planners.oracle import PrivilegedOracleWorldModel
+from vjepa_ac.files import write_json
+from vjepa_ac.state_action import ACTION_NAMES, UNITS
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 log = logging.getLogger("energy_landscape")
-AXIS_NAMES = ["dx", "dy", "dz", "droll", "dpitch", "dyaw", "dgripper"]
 
 
 def landscape(world_model, obs, goal, cfg, low, high):
     z_now = world_model.encode(obs["pixels"][None])
-    z_goal = getattr(world_model, "encode_goal", world_model.encode)(goal[None])
+    z_goal = world_model.encode_goal(goal[None])
     state = torch.as_tensor(obs["state"])[None]
     return energy_grid(world_model, z_now, state, z_goal, cfg.dims, low, high, cfg.grid_size, cfg.batch_size)
 
 
 @hydra.main(config_path="../configs", config_name="energy_landscape", version_base=None)
 def main(cfg: DictConfig) -> None:
-    torch.set_num_threads(cfg.torch_threads)
+    torch.set_num_threads(cfg.threads)
     env_cfg = OmegaConf.to_container(cfg.env, resolve=True)
     env = envs.make_env(env_cfg.pop("task"), **env_cfg)
     low, high = env.action_space.low, env.action_space.high
@@ -39,17 +39,17 @@ def main(cfg: DictConfig) -> None:
     goal = info["goal_pixels"]
 
     panels = {}
-    if cfg.world_model != "oracle":
-        world_model = load_world_model(cfg.world_model, env, cfg.random_init)
+    if cfg.world_model != ORACLE:
+        world_model = load_world_model(cfg.world_model, env, resolve_device(cfg.device))
         panels[f"world model: {cfg.world_model}"] = landscape(world_model, obs, goal, cfg, low, high)
-    truth, xs, ys = landscape(PrivilegedOracleWorldModel(env), obs, goal, cfg, low, high)
+    truth, xs, ys = landscape(load_world_model(ORACLE, env), obs, goal, cfg, low, high)
     panels["PRIVILEGED simulator (ground truth)"] = (truth, xs, ys)
     best = np.unravel_index(truth.argmin(), truth.shape)
     true_best = np.array([xs[best[0]], ys[best[1]]])
 
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    names = [AXIS_NAMES[d] for d in cfg.dims]
+    names = [f"{ACTION_NAMES[d]} ({UNITS[d]})" for d in cfg.dims]
     fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4.3), squeeze=False)
     report = {"task": cfg.env.task, "seed": cfg.seed, "dims": list(cfg.dims), "true_best": true_best.tolist(), "panels": {}}
     for ax, (title, (energies, xs, ys)) in zip(axes[0], panels.items()):
@@ -63,8 +63,8 @@ def main(cfg: DictConfig) -> None:
         ax.plot(*chosen, "wx", markersize=10, mew=2, label="energy minimum")
         ax.plot(*true_best, "r*", markersize=14, label="true best (privileged)")
         ax.annotate("", xy=true_best, xytext=(0, 0), arrowprops={"arrowstyle": "->", "color": "red"})
-        ax.set_xlabel(f"{names[0]} (m)" if cfg.dims[0] < 3 else names[0])
-        ax.set_ylabel(f"{names[1]} (m)" if cfg.dims[1] < 3 else names[1])
+        ax.set_xlabel(names[0])
+        ax.set_ylabel(names[1])
         ax.set_title(title, fontsize=9)
         ax.legend(fontsize=7, loc="best", framealpha=0.6)
         report["panels"][title] = {"minimum": chosen.tolist(), "cosine_to_true_best": cosine}
@@ -72,7 +72,7 @@ def main(cfg: DictConfig) -> None:
     fig.suptitle(f"{cfg.env.task}, seed {cfg.seed}: energy of one-step actions")
     fig.tight_layout()
     fig.savefig(out / "energy_landscape.png", dpi=120)
-    (out / "energy_landscape.json").write_text(json.dumps(report, indent=1))
+    write_json(out / "energy_landscape.json", report)
     log.info("wrote %s", out / "energy_landscape.png")
 
 

@@ -21,7 +21,8 @@ class PointEnv(gymnasium.Env):
             "pixels": gymnasium.spaces.Box(0, 255, (16, 16, 3), np.uint8),
             "state": gymnasium.spaces.Box(-np.inf, np.inf, (7,), np.float32)})
         self.episode_steps = episode_steps
-        self.goal_features = np.zeros(3)
+        self.goal_features, self.goal_pixels = np.zeros(3), self._draw(np.zeros(3))
+        self.subgoal_features, self.subgoal_pixels = [], []
 
     def _draw(self, p: np.ndarray) -> np.ndarray:
         image = np.zeros((16, 16, 3), np.uint8)
@@ -46,7 +47,7 @@ class PointEnv(gymnasium.Env):
 
     def _obs_info(self):
         obs = {"pixels": self._draw(self.p), "state": np.r_[self.p, 0, 0, 0, 0].astype(np.float32)}
-        info = {"goal_pixels": self._draw(self.target), "is_success": self.is_success(),
+        info = {"goal_pixels": self.goal_pixels, "is_success": self.is_success(),
                 "distances": {"ee_to_target": float(np.linalg.norm(self.p - self.target))}}
         return obs, info
 
@@ -54,9 +55,12 @@ class PointEnv(gymnasium.Env):
         super().reset(seed=seed)
         self.p = self.np_random.uniform(-0.2, 0.2, 3)
         self.target = self.np_random.uniform(-0.2, 0.2, 3)
-        self.goal_features = self.target.copy()
+        self.goal_features, self.goal_pixels = self.target.copy(), self._draw(self.target)
+        midpoint = (self.p + self.target) / 2 + np.array([0.0, 0.0, 0.1])  # a detour via a raised midpoint
+        self.subgoal_features, self.subgoal_pixels = [midpoint], [self._draw(midpoint)]
         self.t = 0
-        return self._obs_info()
+        obs, info = self._obs_info()
+        return obs, {**info, "subgoal_pixels": self.subgoal_pixels}
 
     def step(self, action):
         self.step_physics(np.asarray(action))
@@ -81,21 +85,25 @@ def make_point_expert(env, noise=0.0, rng=None):
     return PointExpert(env)
 
 
+ORACLE_CEM = {"name": "cem", "horizon": 1, "num_samples": 32, "num_elites": 4, "iterations": 2}
+
+
 def config(tmp_path, **overrides) -> dict:
     cfg = {
         "envs": {"reach": {"task": "reach", "episode_steps": 8}},
         "tasks": ["reach"],
         "run_methods": ["random", "expert", "oracle_cem"],
         "methods": {
-            "random": {"kind": "random", "kwargs": {"frozen_dims": [3, 4, 5]}},
+            "random": {"kind": "random"},
             "expert": {"kind": "expert"},
-            "oracle_cem": {"kind": "planner", "world_model": "oracle",
-                           "planner": {"name": "cem", "horizon": 1, "num_samples": 32, "num_elites": 4,
-                                       "iterations": 2, "frozen_dims": [3, 4, 5]}},
+            "oracle_cem": {"kind": "planner", "world_model": "oracle", "planner": ORACLE_CEM},
+            "oracle_cem_subgoals": {"kind": "planner", "world_model": "oracle", "planner": ORACLE_CEM,
+                                    "goals": "subgoals"},
         },
         "task_distance": {"reach": "ee_to_target"},
-        "seed": 0, "episodes": 2, "max_steps": None, "videos_per_cell": 1,
-        "num_workers": 0, "torch_threads_per_worker": 1, "output_dir": str(tmp_path),
+        "subgoal_switch": {"mode": "schedule", "steps": [3], "threshold": 0.2, "patience": 3, "min_improvement": 0.05},
+        "seed": 0, "episodes": 2, "max_steps": None, "stop_on_success": False, "videos_per_cell": 1,
+        "num_workers": 0, "threads": 1, "device": "cpu", "output_dir": str(tmp_path),
     }
     cfg.update(overrides)
     return cfg
@@ -128,9 +136,18 @@ def test_benchmark_writes_table_json_plot_and_videos(tmp_path):
     assert "expert (privileged)" in table and "oracle_cem (privileged)" in table and "| reach | random |" in table
     assert (tmp_path / "success.png").stat().st_size > 0
     assert sorted(p.name for p in (tmp_path / "videos").iterdir()) == [
-        "reach_expert_seed0.mp4", "reach_oracle_cem_seed0.mp4", "reach_random_seed0.mp4"]
+        f"reach_{m}_seed0.{ext}" for m in ("expert", "oracle_cem", "random") for ext in ("mp4", "png")]
     episode = json.loads((tmp_path / "episodes/reach/expert/seed_1.json").read_text())
     assert episode["seed"] == 1 and episode["steps"] == 8 and len(episode["records"]) == 8
+
+
+def test_subgoal_method_aims_at_the_subgoal_first(tmp_path):
+    cfg = config(tmp_path, run_methods=["oracle_cem_subgoals"], videos_per_cell=1)
+    run_benchmark(cfg, tmp_path, make_point_env, make_point_expert)
+    episode = json.loads((tmp_path / "episodes/reach/oracle_cem_subgoals/seed_0.json").read_text())
+    assert episode["num_goals"] == 2 and episode["switched_at"] == [3]  # the schedule: 3 steps on the subgoal
+    assert [r["goal_index"] for r in episode["records"]] == [0, 0, 0] + [1] * 5
+    assert (tmp_path / "videos/reach_oracle_cem_subgoals_seed0.mp4").stat().st_size > 0
 
 
 def test_benchmark_resumes_without_rerunning_finished_episodes(tmp_path, monkeypatch):
@@ -160,6 +177,22 @@ def test_benchmark_config_errors_name_the_key(tmp_path):
         validate_config(cfg)
     with pytest.raises(ValueError, match="no entry under `envs`"):
         validate_config(config(tmp_path, tasks=["grasp"]))
+    cfg = config(tmp_path)
+    cfg["methods"]["oracle_cem"]["goals"] = "subgoal"
+    with pytest.raises(ValueError, match="methods.oracle_cem.goals"):
+        validate_config(cfg)
+
+
+def test_a_folder_that_is_not_a_checkpoint_fails_before_any_episode(tmp_path, monkeypatch):
+    import planners.benchmark as benchmark
+
+    (tmp_path / "not_a_checkpoint").mkdir()
+    cfg = config(tmp_path, run_methods=["random", "learned"])
+    cfg["methods"]["learned"] = {"kind": "planner", "world_model": str(tmp_path / "not_a_checkpoint"),
+                                 "planner": ORACLE_CEM}
+    monkeypatch.setattr(benchmark, "run_job", lambda *a: pytest.fail("an episode ran before the check"))
+    with pytest.raises(FileNotFoundError, match="methods.learned.world_model.*not_a_checkpoint"):
+        run_benchmark(cfg, tmp_path, make_point_env, make_point_expert)
 
 
 def test_markdown_table_marks_missing_values():

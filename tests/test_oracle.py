@@ -36,12 +36,25 @@ def test_rollout_predicts_the_simulator_and_restores_it(env):
     np.testing.assert_allclose(oracle.encode(obs["pixels"][None])[0, 0].numpy(), z_pred[1, 0, 0].numpy(), atol=1e-6)
 
 
-def test_goal_is_the_goal_state_features(env):
-    env.reset(seed=2)
+def test_goal_images_map_to_their_goal_states(env):
+    _, info = env.reset(seed=2)
     oracle = PrivilegedOracleWorldModel(env)
-    goal = oracle.encode_goal(np.zeros((1, 8, 8, 3), np.uint8))
+    goal = oracle.encode_goal(info["goal_pixels"][None])
     np.testing.assert_allclose(goal[0, 0].numpy(), env.unwrapped.goal_features, rtol=1e-6)
-    assert oracle.privileged and oracle.action_dim == 7
+    assert oracle.privileged and oracle.action_dim == 7 and oracle.resolution is None
+    with pytest.raises(ValueError, match="goal and subgoal images only"):
+        oracle.encode_goal(np.zeros_like(info["goal_pixels"])[None])
+
+
+def test_subgoal_images_map_to_their_states():
+    env = envs.make_env("pick_place")
+    _, info = env.reset(seed=0)
+    oracle = PrivilegedOracleWorldModel(env)
+    images = [*info["subgoal_pixels"], info["goal_pixels"]]
+    z = oracle.encode_goal(np.stack(images))
+    expected = [*env.unwrapped.subgoal_features, env.unwrapped.goal_features]
+    np.testing.assert_allclose(z[:, 0].numpy(), np.stack(expected), rtol=1e-6)
+    env.close()
 
 
 def test_oracle_cem_reaches_the_goal(env):
@@ -61,9 +74,9 @@ def test_env_without_simulator_access_is_rejected():
 
 
 def test_gradient_planner_refuses_the_oracle(env):
-    env.reset(seed=0)
+    _, info = env.reset(seed=0)
     oracle = PrivilegedOracleWorldModel(env)
     z = oracle.encode(np.zeros((1, 8, 8, 3), np.uint8))
     planner = GradientPlanner(env.action_space.low, env.action_space.high, steps=2, num_restarts=2)
     with pytest.raises(TypeError, match="differentiable"):
-        planner.plan(oracle, z, torch.zeros((1, 7)), oracle.encode_goal(np.zeros((1, 8, 8, 3), np.uint8)))
+        planner.plan(oracle, z, torch.zeros((1, 7)), oracle.encode_goal(info["goal_pixels"][None]))

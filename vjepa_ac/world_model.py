@@ -84,7 +84,10 @@ def build_modules(spec: DictConfig | dict) -> tuple[FrameLatents, ACPredictor]:
 
 
 class WorldModel(nn.Module):
-    """Frozen encoder + action-conditioned predictor, for planning (DESIGN.md, "WorldModel")."""
+    """Frozen encoder + action-conditioned predictor, for planning (docs/architecture.md,
+    "WorldModel"). It sees pixels and proprioception only: `privileged` is False."""
+
+    privileged = False
 
     def __init__(self, latents: FrameLatents, predictor: ACPredictor, spec: DictConfig | dict):
         super().__init__()
@@ -140,6 +143,10 @@ class WorldModel(nn.Module):
         if x.ndim != 4:
             raise ValueError(f"encode expects frames [B, H, W, 3], got {tuple(np.shape(frames))}")
         return self.latents(x.to(self.device))
+
+    def encode_goal(self, frames) -> torch.Tensor:
+        """A goal image is encoded like any frame."""
+        return self.encode(frames)
 
     def rollout(self, z: torch.Tensor, state, actions) -> torch.Tensor:
         """Predict latents of the next H frames for B candidate action sequences at once.
