@@ -117,7 +117,7 @@ def data_speed(cfg: DictConfig, collectors: dict[str, DictConfig]) -> None:
     `cfg[name]`) with each worker count, beside the renderer's own frames/s; then the readers' items/s
     on the datasets of the first worker count. Datasets go to `cfg.output_dir`/<name>_w<workers>."""
     out = Path(cfg.output_dir).resolve()
-    torch.set_num_threads(1)
+    torch.set_num_threads(cfg.threads)
     resolution = collectors["collect_videos"].resolution
     rate = calls_per_s(cfg.task, resolution, cfg.render_steps, 0, lambda env, i, action: env.step(action))
     print(f"renderer alone ({cfg.task}, 1 process): {rate:.1f} frames/s")
