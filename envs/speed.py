@@ -16,7 +16,8 @@ def random_actions(space: gym.spaces.Box, steps: int, seed: int) -> np.ndarray:
     return np.random.default_rng(seed).uniform(-high, high, (steps, len(high))).astype(np.float32)
 
 
-def calls_per_s(task: str, resolution: int, calls: int, seed: int, call: Callable[[gym.Env, int, np.ndarray], object]) -> float:
+def calls_per_s(task: str, resolution: int, calls: int, seed: int,
+                call: Callable[[gym.Env, int, np.ndarray], object]) -> float:
     """Calls per second of `call(env, i, action_i)`, i < `calls`, on an env reset with `seed` (uniformly
     random actions drawn beforehand; making and resetting the env is not timed)."""
     env = make_env(task, resolution=resolution)

@@ -26,7 +26,8 @@ def main(cfg: DictConfig) -> None:
         env.close()
         write_video(out / f"{task}.mp4", episode.frames, fps=envs.load_task_config(task)["control_hz"])
         iio.imwrite(out / f"{task}_goal.png", episode.goal_pixels)
-        log.info("%-18s %d steps, success=%s -> %s", task, len(episode.frames) - 1, episode.success, out / f"{task}.mp4")
+        log.info("%-18s %d steps, success=%s -> %s", task, len(episode.frames) - 1, episode.success,
+                 out / f"{task}.mp4")
 
 
 if __name__ == "__main__":

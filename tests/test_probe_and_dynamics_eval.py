@@ -23,8 +23,9 @@ def test_ridge_r2_is_high_for_a_linear_target_and_low_for_noise():
 
 def test_pooled_features_shape():
     torch.manual_seed(0)
-    encoder = VideoEncoder(vjepa2_config({"crop_size": 32, "patch_size": 8, "hidden_size": 24, "num_attention_heads": 2,
-                                          "num_hidden_layers": 1, "pred_hidden_size": 24, "pred_num_attention_heads": 2}))
+    encoder = VideoEncoder(vjepa2_config({"crop_size": 32, "patch_size": 8, "hidden_size": 24,
+                                          "num_attention_heads": 2, "num_hidden_layers": 1, "pred_hidden_size": 24,
+                                          "pred_num_attention_heads": 2}))
     frames = np.random.default_rng(0).integers(0, 256, (5, 32, 32, 3), dtype=np.uint8)
     assert pooled_features(encoder, frames, grid=2, batch=2).shape == (5, 2 * 2 * 24)
 

@@ -21,7 +21,8 @@ def test_timings_warm_up_then_median_and_best():
 
 
 def test_model_spec_overrides_predictor_sizes_and_pool():
-    cfg = OmegaConf.create({"model": {"hidden_size": 8}, "world_model": {"pool": 2, "predictor": {"dim": 96, "depth": 4}}})
+    cfg = OmegaConf.create({"model": {"hidden_size": 8},
+                            "world_model": {"pool": 2, "predictor": {"dim": 96, "depth": 4}}})
     spec = model_spec(cfg, {"dim": 64, "pool": 4})
     assert spec.pool == 4 and spec.predictor == {"dim": 64, "depth": 4} and spec.encoder == {"hidden_size": 8}
     assert model_spec(cfg, {}).pool == 2

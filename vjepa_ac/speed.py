@@ -13,8 +13,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader, Dataset
 
 from envs.speed import calls_per_s
-from vjepa_ac.data import RobotLogDataset, VideoClipDataset
-from vjepa_ac.data import sim_collection
+from vjepa_ac.data import RobotLogDataset, VideoClipDataset, sim_collection
 from vjepa_ac.world_model import WorldModel
 
 # ----------------------------------------------------------------------------- world-model rollouts
@@ -128,8 +127,8 @@ def data_speed(cfg: DictConfig, collectors: dict[str, DictConfig]) -> None:
             shutil.rmtree(target, ignore_errors=True)
             collector_cfg = OmegaConf.merge(base, cfg[name], {"output_dir": str(target), "num_workers": workers})
             stats, cpu = timed_collection(name, collector_cfg)
-            rows.append(f"| {name} | {workers} | {stats.frames} | {stats.frames_per_s:.1f} | {stats.frames / cpu:.1f} | "
-                        f"{size_mb(target):.2f} |")
+            rows.append(f"| {name} | {workers} | {stats.frames} | {stats.frames_per_s:.1f} | "
+                        f"{stats.frames / cpu:.1f} | {size_mb(target):.2f} |")
     print("\n| collector | workers | frames | frames/s (collection loop, worker start-up included) | "
           "frames per CPU-second | MB on disk |")
     print("|---|---|---|---|---|---|")
