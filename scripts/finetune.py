@@ -1,6 +1,7 @@
 """Fine-tune the action-conditioned predictor on robot logs (Hydra entry point; configs/finetune.yaml).
 
-    python scripts/finetune.py encoder.path=runs/pretrain/checkpoint data.root=data/robot_logs
+    python scripts/finetune.py data.root=data/robot_logs encoder.path=runs/pretrain/checkpoint
+    python scripts/finetune.py data.root=data/robot_logs encoder.path=checkpoints/vjepa_ac_tiny  # shipped encoder
     python scripts/finetune.py encoder.source=hf encoder.path=facebook/vjepa2-vitl-fpc64-256 world_model.pool=1
     torchrun --nproc_per_node=2 scripts/finetune.py device=cpu ...
 """

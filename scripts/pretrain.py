@@ -1,6 +1,6 @@
 """V-JEPA pretraining of the video encoder (Hydra entry point; see configs/pretrain.yaml).
 
-    python scripts/pretrain.py data.root=data/videos run_dir=runs/pretrain_tiny
+    python scripts/pretrain.py data.root=data/videos output_dir=runs/pretrain_tiny
     torchrun --nproc_per_node=2 scripts/pretrain.py data.root=data/videos device=cpu
 """
 

@@ -135,3 +135,46 @@ def test_dataloader_workers_and_distributed_sampler(tmp_path):
         seen.append(list(sampler))
         assert len(list(DataLoader(ds, batch_size=3, sampler=sampler, num_workers=1))) == 1
     assert sorted(seen[0] + seen[1]) == list(range(6))
+
+
+def test_frame_cache_gives_the_clips_decoding_gives_and_is_keyed(tmp_path, monkeypatch):
+    for tag in range(2):
+        write_video(tmp_path / "videos" / f"v{tag}.mp4", indexed_frames(16, 32, 32, tag=90 * tag), fps=5)
+    write_video(tmp_path / "videos" / "wide.mp4", indexed_frames(16, 32, 48), fps=5)  # not square: kept as is
+    kwargs = dict(frames_per_clip=4, frame_step=2, resolution=32, random_resized_crop=True)
+    direct, cached = VideoClipDataset(tmp_path / "videos", **kwargs), VideoClipDataset(tmp_path / "videos", **kwargs)
+    cached.use_frame_cache(tmp_path / "cache", num_workers=2)
+    for i in range(len(direct)):
+        torch.manual_seed(i)
+        a = direct[i]
+        torch.manual_seed(i)
+        assert torch.equal(a, cached[i])  # the same random crop of the same decoded frames
+
+    monkeypatch.setattr("vjepa_ac.data.video.iter_frames", lambda path: pytest.fail("decoded again"))
+    again = VideoClipDataset(tmp_path / "videos", **kwargs)
+    again.use_frame_cache(tmp_path / "cache", build=False)  # a hit: nothing decoded
+    for change in ({"resolution": 16}, {}):  # another resolution, then a changed file: other keys
+        if not change:
+            write_video(tmp_path / "videos" / "v0.mp4", indexed_frames(16, 32, 32, tag=5), fps=5)
+        with pytest.raises(FileNotFoundError, match="built by rank 0"):
+            VideoClipDataset(tmp_path / "videos", **{**kwargs, **change}).use_frame_cache(tmp_path / "cache",
+                                                                                          build=False)
+
+
+def test_frame_cache_shrinks_larger_videos_to_the_training_resolution(tmp_path):
+    write_video(tmp_path / "v.mp4", indexed_frames(16, 64, 96), fps=5)
+    ds = VideoClipDataset(tmp_path, frames_per_clip=4, frame_step=2, resolution=32, random_resized_crop=False)
+    ds.use_frame_cache(tmp_path / "cache")
+    assert ds.frame_cache.videos == [[0, 16, 32, 48]]  # short side 64 -> 32, aspect kept
+    assert frame_ids(denormalize_frames(ds[1])).tolist() == [7, 9, 11, 13]  # clips start every 7 frames
+
+
+def test_frame_cache_skips_files_that_fail_to_decode(tmp_path, caplog):
+    write_video(tmp_path / "a.mp4", indexed_frames(8, tag=10), fps=5)
+    write_video(tmp_path / "b.mp4", indexed_frames(8, tag=90), fps=5)
+    ds = VideoClipDataset(tmp_path, frames_per_clip=8, resolution=16, random_resized_crop=False)
+    (tmp_path / "a.mp4").write_bytes(b"\x00" * 100)  # damaged after the dataset was built
+    with caplog.at_level(logging.WARNING):
+        ds.use_frame_cache(tmp_path / "cache")
+    assert list(ds.skipped) == [str(tmp_path / "a.mp4")] and "skipping" in caplog.text
+    assert abs(int(denormalize_frames(ds[0])[..., 1].mean()) - 90) <= 3  # b's clip stands in

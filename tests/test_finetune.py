@@ -64,13 +64,13 @@ def _cfg(tmp_path: Path, **overrides):
     with initialize_config_dir(str(ROOT / "configs"), version_base=None):
         cfg = compose("finetune")
     base = {
-        "device": "cpu", "out_dir": str(tmp_path / "run"),
+        "device": "cpu", "output_dir": str(tmp_path / "run"),
         "encoder": {"source": "random", "config": ENCODER},
         "world_model": {"pool": 2, "predictor": {"dim": 48, "depth": 2, "heads": 2}},
         "data": {"root": None},
         "cache": {"enabled": False, "dir": str(tmp_path / "cache"), "batch_size": 16},
-        "train": {"steps": 6, "batch_size": 8, "warmup_steps": 2, "lr": 1e-3, "log_every": 2, "val_every": 1000,
-                  "ckpt_every": 1000},
+        "train": {"steps": 6, "batch_size": 8, "log_every": 2, "val_every": 1000, "checkpoint_every": 1000},
+        "optim": {"warmup_steps": 2, "lr": 1e-3},
     }
     return OmegaConf.merge(cfg, base, overrides)
 
@@ -80,7 +80,7 @@ def _predictor_weights(run_dir: Path) -> dict[str, torch.Tensor]:
 
 
 def test_a_few_steps_lower_the_loss(tmp_path):
-    cfg = _cfg(tmp_path, train={"steps": 20, "lr": 2e-3}, cache={"enabled": True})
+    cfg = _cfg(tmp_path, train={"steps": 20}, optim={"lr": 2e-3}, cache={"enabled": True})
     data = MovingSquare(32)
     ckpt = finetune(cfg, data, MovingSquare(8, seed=1))
     wm = WorldModel.from_checkpoint(ckpt)
@@ -99,14 +99,16 @@ def test_a_few_steps_lower_the_loss(tmp_path):
 
 def test_nan_stops_with_step_keeps_checkpoint_and_resume_matches_uninterrupted(tmp_path):
     data = MovingSquare(32)
-    straight = _cfg(tmp_path / "a", train={"ckpt_every": 3})
+    straight = _cfg(tmp_path / "a", train={"checkpoint_every": 3})
     finetune(straight, data)
 
-    interrupted = _cfg(tmp_path / "b", train={"ckpt_every": 3})
+    interrupted = _cfg(tmp_path / "b", train={"checkpoint_every": 3})
     with pytest.raises(NonFiniteLossError, match=r"at step 4 .*last good checkpoint kept"):
         # before training: item 0 is read by the dims check, every item by the input statistics
         finetune(interrupted, PoisonAfter(data, calls=1 + len(data) + 4 * 8))
     assert load_weights_step(tmp_path / "b" / "run") == 3
+    # as if killed between the two renames of a checkpoint swap: resume finds checkpoint.old
+    (tmp_path / "b" / "run" / "checkpoint").rename(tmp_path / "b" / "run" / "checkpoint.old")
     finetune(OmegaConf.merge(interrupted, {"resume": True}), data)
 
     a, b = _predictor_weights(tmp_path / "a" / "run"), _predictor_weights(tmp_path / "b" / "run")
@@ -127,6 +129,33 @@ def test_bad_dimensions_and_encoder_mismatch_are_named(tmp_path):
     wider = _cfg(tmp_path, resume=True, encoder={"config": {"hidden_size": 64}})
     with pytest.raises(ValueError, match="features of size 48, but the configured encoder gives 64"):
         finetune(wider, MovingSquare(16))
+
+
+def test_missing_inputs_are_named_in_the_order_given(tmp_path):
+    """`python scripts/finetune.py data.root=/nonexistent` names data.root, not the default encoder path."""
+    result = subprocess.run([sys.executable, str(ROOT / "scripts" / "finetune.py"), "data.root=/nonexistent",
+                             "output_dir=run"], cwd=tmp_path, capture_output=True, text=True,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=300)
+    assert result.returncode != 0 and "data.root=/nonexistent does not exist" in result.stderr
+    assert not (tmp_path / "outputs").exists() and (tmp_path / "run" / ".hydra").is_dir()  # Hydra's files in the run
+
+    pretrained = {"source": "pretrain", "path": str(tmp_path / "missing")}
+    with pytest.raises(FileNotFoundError, match="encoder.path=.*missing does not exist"):
+        finetune(_cfg(tmp_path, data={"root": str(FIXTURE)}, encoder=pretrained))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match="empty exists but holds no checkpoint"):
+        finetune(_cfg(tmp_path, data={"root": str(FIXTURE)}, encoder={**pretrained, "path": str(tmp_path / "empty")}))
+
+
+def test_finetune_from_the_shipped_world_model_takes_its_encoder(tmp_path):
+    """encoder.path=checkpoints/vjepa_ac_tiny works as is: a fine-tuned checkpoint's encoder is found."""
+    shipped = ROOT / "checkpoints" / "vjepa_ac_tiny"
+    cfg = _cfg(tmp_path, encoder={"source": "pretrain", "path": str(shipped)}, data={"root": str(FIXTURE), "num_steps": 3},
+               train={"steps": 1, "batch_size": 4}, optim={"warmup_steps": 0})
+    ckpt = finetune(cfg)
+    ours, theirs = load_weights(ckpt), load_weights(shipped)
+    for k in (k for k in theirs if k.startswith("encoder.")):
+        assert torch.equal(ours[k], theirs[k]), k
 
 
 def test_embedding_cache_key_tracks_encoder_weights_and_data(tmp_path):
@@ -171,7 +200,7 @@ def test_finetune_and_eval_dynamics_on_a_lerobot_dataset(tmp_path):
     out = tmp_path / "eval"
     result = subprocess.run(
         [sys.executable, str(ROOT / "scripts" / "eval_dynamics.py"), f"checkpoint={ckpt}", f"data.root={FIXTURE}",
-         "eval.horizon=2", f"out_dir={out}", "threads=1", f"hydra.run.dir={tmp_path / 'hydra'}"],
+         "eval.horizon=2", f"output_dir={out}", "threads=1"],
         capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "| 2 |" in result.stdout and "shuffled actions" in result.stdout

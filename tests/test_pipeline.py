@@ -10,10 +10,10 @@ REPO = Path(__file__).resolve().parents[1]
 
 TOY = {
     "ARGS_collect_videos": "num_videos=4 frames_per_video=24 num_workers=1",
-    "ARGS_pretrain": "optim.total_steps=3 optim.warmup_steps=1 optim.batch_size=4 data.num_workers=0 "
-                     "checkpoint_every=2 log_every=1",
+    "ARGS_pretrain": "train.steps=3 optim.warmup_steps=1 train.batch_size=4 data.num_workers=0 "
+                     "train.checkpoint_every=2 train.log_every=1",
     "ARGS_collect_robot_logs": "episodes_per_task=3 episodes_per_file=4 num_workers=1",
-    "ARGS_finetune": "train.steps=3 train.batch_size=8 train.warmup_steps=1 train.val_every=2 train.log_every=1",
+    "ARGS_finetune": "train.steps=3 train.batch_size=8 optim.warmup_steps=1 train.val_every=2 train.log_every=1",
     "ARGS_eval_dynamics": "eval.max_windows=16",
     "ARGS_benchmark": "episodes=1 tasks=[reach] run_methods=[random,learned_cem] num_workers=0 videos_per_cell=0 "
                       "envs.reach.episode_steps=3",

@@ -11,20 +11,21 @@ from safetensors.torch import load_file, save_file
 from vjepa_ac.checkpoint import load_train_state, load_weights
 from vjepa_ac.masks import MaskSet, sample_masks
 from vjepa_ac.models.encoder import vjepa2_config
-from vjepa_ac.pretrain import JEPA, pretrain, train_step, validate_config
-from vjepa_ac.training import NonFiniteLossError, adamw_param_groups, cleanup_distributed, setup_distributed
+from vjepa_ac.pretrain import JEPA, forward_loss, pretrain, validate_config
+from vjepa_ac.training import (NonFiniteLossError, adamw_param_groups, cleanup_distributed, ema_update, set_hparams,
+                               setup_distributed)
 
 CONFIGS = os.path.join(os.path.dirname(__file__), "..", "configs")
 SMALL = ["model.crop_size=32", "model.patch_size=8", "model.frames_per_clip=4", "model.hidden_size=48",
          "model.num_attention_heads=2", "model.num_hidden_layers=2", "model.pred_hidden_size=24",
-         "model.pred_num_attention_heads=2", "model.pred_num_hidden_layers=2", "optim.batch_size=4",
-         "optim.total_steps=6", "optim.warmup_steps=2", "log_every=1", "checkpoint_every=3", "data.num_workers=0",
-         "threads=1", "device=cpu"]
+         "model.pred_num_attention_heads=2", "model.pred_num_hidden_layers=2", "train.batch_size=4",
+         "train.steps=6", "optim.warmup_steps=2", "train.log_every=1", "train.checkpoint_every=3",
+         "data.num_workers=0", "threads=1", "device=cpu"]
 
 
 def small_cfg(tmp_path, *overrides):
     with initialize_config_dir(config_dir=os.path.abspath(CONFIGS), version_base=None):
-        return compose("pretrain", overrides=SMALL + [f"run_dir={tmp_path}", *overrides])
+        return compose("pretrain", overrides=SMALL + [f"output_dir={tmp_path}", *overrides])
 
 
 def clips(n=16, seed=0):
@@ -65,6 +66,16 @@ def test_resume_continues_exactly(tmp_path):
         torch.testing.assert_close(wa[k], wb[k], rtol=1e-5, atol=1e-6)
 
 
+def test_loader_workers_change_nothing(tmp_path):
+    """Masks are drawn per (epoch, batch), not per worker; the one persistent loader crosses epochs."""
+    pretrain(small_cfg(tmp_path / "a"), dataset=clips())  # 4 steps per epoch: 6 steps cross into epoch 1
+    pretrain(small_cfg(tmp_path / "b", "data.num_workers=2"), dataset=clips())
+    np.testing.assert_allclose(losses(tmp_path / "a"), losses(tmp_path / "b"), rtol=1e-6)
+    log = (tmp_path / "b" / "train.log").read_text()
+    assert "step 6 loss" in log and "clips_per_s" in log and "gflops_per_s" in log
+    assert "device peak" not in log  # a CPU has no known peak unless peak_tflops is set
+
+
 def test_nan_stops_with_step_and_batch_and_keeps_last_checkpoint(tmp_path):
     data = clips()
     order = torch.randperm(16, generator=torch.Generator().manual_seed(0)).tolist()  # ResumableSampler epoch 0
@@ -78,7 +89,6 @@ def test_nan_stops_with_step_and_batch_and_keeps_last_checkpoint(tmp_path):
     ("model.patch_size=7", "model.patch_size=7 does not divide model.crop_size=32"),
     ("data.frames_per_clip=5", "data.frames_per_clip=5 is not divisible by model.tubelet_size=2"),
     ("masks.0.spatial_scale=1.5", r"masks\[0\].spatial_scale"),
-    ("optim.warmup_steps=60", "optim.warmup_steps=60 exceeds optim.total_steps=6"),
 ])
 def test_config_errors_fail_before_training(tmp_path, override, key):
     cfg = small_cfg(tmp_path, override, "data.root=/nonexistent")  # data is never touched
@@ -86,6 +96,11 @@ def test_config_errors_fail_before_training(tmp_path, override, key):
         validate_config(cfg)
     with pytest.raises(ValueError, match=key):
         pretrain(cfg)
+
+
+def test_loop_config_errors_fail_before_training(tmp_path):
+    with pytest.raises(ValueError, match="optim.warmup_steps=60 exceeds train.steps=6"):
+        pretrain(small_cfg(tmp_path, "optim.warmup_steps=60", "data.root=/nonexistent"))
 
 
 def test_predictor_input_ignores_target_pixels(tmp_path):
@@ -109,7 +124,7 @@ def test_predictor_input_ignores_target_pixels(tmp_path):
 
 
 def _steps(cfg, video, masks, rank, world, result_path):
-    """Three train_steps on this rank's share of the batch; rank 0 saves the weights."""
+    """Three steps on this rank's share of the batch; rank 0 saves the weights."""
     from torch.nn.parallel import DistributedDataParallel
 
     torch.set_num_threads(1)
@@ -121,10 +136,15 @@ def _steps(cfg, video, masks, rank, world, result_path):
     ddp = DistributedDataParallel(model) if info.enabled else model
     per = video.shape[0] // world
     sl = slice(rank * per, (rank + 1) * per)
-    hp = {"lr": 1e-3, "weight_decay": 0.04, "ema_momentum": 0.9}
-    for step in range(3):
-        train_step(ddp, target, opt, video[sl], [(c[sl], t[sl]) for c, t in masks], hp, 1.0,
-                   torch.autocast("cpu", enabled=False), step, "test", None)
+    for _ in range(3):  # what vjepa_ac.train_loop does around Pretraining.loss
+        set_hparams(opt, 1e-3, 0.04)
+        loss, _ = forward_loss(ddp, target, video[sl], [(c[sl], t[sl]) for c, t in masks],
+                               torch.autocast("cpu", enabled=False))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        ema_update(target, model.encoder, 0.9)
     if rank == 0:
         save_file({**{f"m.{k}": v for k, v in model.state_dict().items()},
                    **{f"t.{k}": v for k, v in target.state_dict().items()}}, result_path)

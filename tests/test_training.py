@@ -4,6 +4,7 @@ import pytest
 import torch
 from torch import nn
 
+from vjepa_ac.train_loop import device_peak_flops
 from vjepa_ac.training import (
     CollapseMonitor,
     NonFiniteLossError,
@@ -72,3 +73,8 @@ def test_embedding_stats_detect_collapse():
     assert mon.update(std, rank, 0) == []
     with pytest.warns(RuntimeWarning, match="collapse"):
         assert len(mon.update(std_c, 1.0, 1)) == 2
+
+
+def test_device_peak_is_configured_known_or_absent():
+    assert device_peak_flops(0.12, torch.device("cpu"), bf16=False) == pytest.approx(1.2e11)
+    assert device_peak_flops(None, torch.device("cpu"), bf16=False) is None

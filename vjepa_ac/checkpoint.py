@@ -79,8 +79,15 @@ def split_prefix(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, tor
 def load_config(directory: str | Path) -> DictConfig:
     path = Path(directory) / CONFIG_FILE
     if not path.is_file():
-        raise FileNotFoundError(f"no {CONFIG_FILE} in checkpoint directory {directory}")
+        raise FileNotFoundError(_missing(directory, CONFIG_FILE))
     return OmegaConf.load(path)
+
+
+def _missing(directory: str | Path, file: str) -> str:
+    """Why a checkpoint cannot be read: the directory does not exist, or it lacks `file`."""
+    if not Path(directory).exists():
+        return f"checkpoint directory {directory} does not exist"
+    return f"{directory} exists but holds no checkpoint (no {file})"
 
 
 def resolve_checkpoint(directory: str | Path) -> Path:
@@ -91,7 +98,7 @@ def resolve_checkpoint(directory: str | Path) -> Path:
     old = directory.with_name(directory.name + ".old")
     if (old / WEIGHTS_FILE).is_file():
         return old
-    raise FileNotFoundError(f"no checkpoint at {directory} (expected {directory / WEIGHTS_FILE})")
+    raise FileNotFoundError(_missing(directory, WEIGHTS_FILE))
 
 
 def load_weights(directory: str | Path) -> dict[str, torch.Tensor]:

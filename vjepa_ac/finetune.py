@@ -7,31 +7,27 @@ Loss per window of T frames (latents z_0..z_{T-1}, states s_t, actions a_t):
 Both are L1 against the frozen encoder's layer-normed latents; `train.tf_weight` and
 `train.rollout_weight` weigh them.
 
-The run writes `<out_dir>/checkpoint` (`vjepa_ac.checkpoint` layout: encoder + predictor weights,
+The run writes `<output_dir>/checkpoint` (`vjepa_ac.checkpoint` layout: encoder + predictor weights,
 resolved config with a `world_model` section, resume state), which `WorldModel.from_checkpoint` reads.
+The loop itself (resume, logging, checkpoints, DDP) is `vjepa_ac.train_loop`; this module supplies
+the objective.
 """
 
 from __future__ import annotations
 
 import logging
-import time
-from contextlib import contextmanager
 from pathlib import Path
 
 import torch
-import torch.distributed as dist
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
-from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.utils.data import DataLoader, Dataset
-from tqdm import tqdm
 
 from vjepa_ac import embedding_cache
-from vjepa_ac.checkpoint import load_config, load_state_into, load_train_state, load_weights, save_checkpoint, split_prefix
+from vjepa_ac.checkpoint import load_config, load_state_into, load_weights, split_prefix
 from vjepa_ac.models.ac_predictor import ACPredictor, ACPredictorConfig
-from vjepa_ac.training import (ResumableSampler, TensorBoardLogger, adamw_param_groups, all_reduce_mean,
-                               check_finite, cleanup_distributed, seed_everything, set_hparams,
-                               setup_distributed, warmup_cosine)
+from vjepa_ac.train_loop import Objective, StepOutput, train
+from vjepa_ac.training import DistInfo, adamw_param_groups, all_reduce_mean, main_first
 from vjepa_ac.world_model import FrameLatents, encoder_fields
 
 log = logging.getLogger(__name__)
@@ -43,8 +39,11 @@ log = logging.getLogger(__name__)
 def load_encoder(cfg: DictConfig) -> nn.Module:
     """The frozen encoder named by the `encoder` config section.
 
-    source: `pretrain` (our pretraining checkpoint directory), `hf` (a transformers `VJEPA2Model`
-    folder or hub name, e.g. official weights), or `random` (fields in `encoder.config`; tests, timing).
+    source: `pretrain` (one of our checkpoint directories: a pretraining run's, whose EMA target
+    encoder is taken, or a fine-tuned world model's, e.g. the shipped `checkpoints/vjepa_ac_tiny`,
+    whose encoder is taken; `encoder.weights` overrides the choice), `hf` (a transformers
+    `VJEPA2Model` folder or hub name, e.g. official weights), or `random` (fields in
+    `encoder.config`; tests, timing).
     """
     from vjepa_ac.models.encoder import VideoEncoder, vjepa2_config
 
@@ -53,7 +52,10 @@ def load_encoder(cfg: DictConfig) -> nn.Module:
     if cfg.source == "random":
         return VideoEncoder(vjepa2_config(cfg.config))
     if cfg.source == "pretrain":
-        return VideoEncoder.from_checkpoint(cfg.path, cfg.get("weights", "target_encoder"))
+        if not Path(cfg.path).exists():
+            raise FileNotFoundError(f"encoder.path={cfg.path} does not exist: name a checkpoint directory, e.g. "
+                                    f"runs/pretrain/checkpoint or checkpoints/vjepa_ac_tiny")
+        return VideoEncoder.from_checkpoint(cfg.path, cfg.get("weights"))
     raise ValueError(f"encoder.source must be one of pretrain, hf, random; got {cfg.source!r}")
 
 
@@ -114,18 +116,13 @@ def latent_dataset(cfg: DictConfig, raw: Dataset, latents: FrameLatents, split: 
     """Windows as latents: from the embedding cache (built on rank 0 if missing), else `raw` itself."""
     if not cfg.cache.enabled:
         return raw
-    settings = {"pool": latents.pool, "crop_size": latents.crop_size, "split": split,
-                "data": OmegaConf.to_container(cfg.data, resolve=True), "windows": len(raw)}
+    data = {k: v for k, v in OmegaConf.to_container(cfg.data, resolve=True).items() if k != "num_workers"}
+    settings = {"pool": latents.pool, "crop_size": latents.crop_size, "split": split, "data": data,
+                "windows": len(raw)}
     key = embedding_cache.cache_key(latents.encoder, settings, cfg.data.get("root"))
-    kwargs = dict(batch_size=cfg.cache.batch_size, num_workers=cfg.train.num_workers, device=device,
-                  desc=f"encoding {split} windows")
-    if rank_is_main:
-        windows = embedding_cache.load_or_build(raw, latents, cfg.cache.dir, key, **kwargs)
-    if dist.is_initialized():
-        dist.barrier()
-    if not rank_is_main:
-        windows = embedding_cache.load_or_build(raw, latents, cfg.cache.dir, key, build=False)
-    return windows
+    return main_first(lambda build: embedding_cache.load_or_build(
+        raw, latents, cfg.cache.dir, key, build=build, batch_size=cfg.cache.batch_size,
+        num_workers=cfg.data.num_workers, device=device, desc=f"encoding {split} windows"), rank_is_main)
 
 
 def state_action_sample(dataset: Dataset, max_items: int = 4096) -> tuple[torch.Tensor, torch.Tensor]:
@@ -135,24 +132,6 @@ def state_action_sample(dataset: Dataset, max_items: int = 4096) -> tuple[torch.
     picked = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(0))[:max_items].tolist()
     items = [dataset[i] for i in picked]
     return torch.stack([it[1] for it in items]), torch.stack([it[2] for it in items])
-
-
-def batches(dataset: Dataset, sampler: ResumableSampler, batch_size: int, start_step: int, num_workers: int):
-    """Endless `(step, batch)` from `start_step`, resuming mid-epoch exactly where a run stopped."""
-    steps_per_epoch = sampler.per_rank // batch_size
-    if steps_per_epoch == 0:
-        raise ValueError(f"{sampler.per_rank} windows per process is fewer than train.batch_size={batch_size}")
-    step = start_step
-    while True:
-        epoch, within = divmod(step, steps_per_epoch)
-        sampler.set_epoch(epoch, skip=within * batch_size)
-        loader = DataLoader(dataset, batch_size=batch_size, sampler=sampler, drop_last=True,
-                            num_workers=num_workers, persistent_workers=False)
-        for batch in loader:
-            yield step, batch
-            step += 1
-            if step % steps_per_epoch == 0:
-                break
 
 
 def to_latents(batch, latents: FrameLatents, cached: bool, device: torch.device):
@@ -167,129 +146,86 @@ def to_latents(batch, latents: FrameLatents, cached: bool, device: torch.device)
 # ----------------------------------------------------------------------------- training
 
 
+def check_data_root(cfg: DictConfig) -> None:
+    """The robot-log folder first: it is the first thing a user names, and missing data is the likelier slip."""
+    root = cfg.data.get("root")
+    if root is None or not Path(root).exists():
+        raise FileNotFoundError(f"data.root={root} does not exist: name a LeRobot v3.0 dataset folder, e.g. "
+                                f"one written by scripts/collect_robot_logs.py")
+
+
+class Finetuning(Objective):
+    """The action-conditioned predictor on frozen-encoder latents: teacher-forcing + rollout L1."""
+
+    name, unit = "finetune", "windows"
+
+    def __init__(self, cfg: DictConfig, dist_info: DistInfo, train_set: Dataset | None, val_set: Dataset | None):
+        if train_set is None:
+            check_data_root(cfg)
+        self.cfg, self.dist_info = cfg, dist_info
+        device, t = dist_info.device, cfg.train
+        self.encoder = load_encoder(cfg.encoder).to(device)
+        self.latents = FrameLatents(self.encoder, self.encoder.config.crop_size, self.encoder.config.patch_size,
+                                    int(cfg.world_model.pool))
+        spec = world_model_spec(cfg, self.encoder)
+        pcfg = ACPredictorConfig(embed_dim=self.encoder.config.hidden_size, grid=self.latents.grid, **spec.predictor)
+        self.predictor = ACPredictor(pcfg).to(device)
+        if train_set is None:
+            train_set = robot_log_dataset(cfg.data, "train", pcfg, self.latents.crop_size)
+            val_set = robot_log_dataset(cfg.data, "val", pcfg, self.latents.crop_size)
+        check_dims(train_set[0], pcfg, cfg.data, t.rollout_steps)
+
+        self.cached = bool(cfg.cache.enabled)
+        self.dataset = latent_dataset(cfg, train_set, self.latents, "train", dist_info.is_main, device)
+        self.val_data = (latent_dataset(cfg, val_set, self.latents, "val", dist_info.is_main, device)
+                         if val_set is not None else None)
+        self.num_workers = 0 if self.cached else cfg.data.num_workers
+        log.info("%d train windows, %d val windows, latents %s x %d", len(self.dataset),
+                 len(self.val_data) if self.val_data is not None else 0, self.latents.grid, pcfg.embed_dim)
+
+        self.predictor.set_input_stats(*state_action_sample(self.dataset))
+        self.optimizer = torch.optim.AdamW(adamw_param_groups(self.predictor, cfg.optim.weight_decay),
+                                           lr=cfg.optim.lr, betas=tuple(cfg.optim.betas))
+        self.model = FinetuneLoss(self.predictor, t.rollout_steps)
+        self.modules = {"encoder": self.encoder, "predictor": self.predictor}
+        self.saved_config = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))  # plain (not struct) copy
+        self.saved_config.world_model = spec
+
+    def loss(self, model: nn.Module, batch, epoch: int, index: int) -> StepOutput:
+        z, states, actions = to_latents(batch, self.latents, self.cached, self.dist_info.device)
+        tf, rollout = model(z, states, actions)
+        loss = self.cfg.train.tf_weight * tf + self.cfg.train.rollout_weight * rollout
+        return StepOutput(loss, aux={"tf": tf.detach(), "rollout": rollout.detach()})
+
+    def metrics(self, out: StepOutput, step: int) -> dict[str, float]:
+        return {"loss/teacher_forcing": all_reduce_mean(out.aux["tf"]).item(),
+                "loss/rollout": all_reduce_mean(out.aux["rollout"]).item()}
+
+    def evaluate(self) -> dict[str, float]:
+        if self.val_data is None:
+            return {}
+        per_rank = self.cfg.train.batch_size // self.dist_info.world_size
+        tf, rollout = evaluate_loss(self.model, self.val_data, self.latents, self.cached, self.dist_info.device,
+                                    per_rank, self.cfg.train.val_batches)
+        return {"val/teacher_forcing": tf, "val/rollout": rollout}
+
+    def load(self, checkpoint: Path) -> None:
+        """The predictor only: the encoder stays the configured one, which must match the checkpoint's."""
+        saved = load_config(checkpoint).world_model
+        if int(saved.encoder.hidden_size) != self.encoder.config.hidden_size:
+            raise ValueError(f"checkpoint {checkpoint} was trained on encoder features of size "
+                             f"{saved.encoder.hidden_size}, but the configured encoder gives "
+                             f"{self.encoder.config.hidden_size}")
+        load_state_into(self.predictor, split_prefix(load_weights(checkpoint), "predictor"),
+                        source=f"{checkpoint} (predictor.*)")
+
+
 def finetune(cfg: DictConfig, train_set: Dataset | None = None, val_set: Dataset | None = None) -> Path:
     """Train the predictor on `(frames [T,C,H,W], states [T,S], actions [T-1,A])` windows; returns the checkpoint dir.
 
     Without datasets, the train/val splits of the LeRobot folder `cfg.data.root` are read.
     """
-    info = setup_distributed(cfg.device)
-    seed_everything(cfg.seed)
-    out_dir = Path(cfg.out_dir)
-    ckpt_dir = out_dir / "checkpoint"
-    tcfg = cfg.train
-
-    encoder = load_encoder(cfg.encoder).to(info.device)
-    latents = FrameLatents(encoder, encoder.config.crop_size, encoder.config.patch_size, int(cfg.world_model.pool))
-    spec = world_model_spec(cfg, encoder)
-    pcfg = ACPredictorConfig(embed_dim=encoder.config.hidden_size, grid=latents.grid, **spec.predictor)
-    predictor = ACPredictor(pcfg).to(info.device)
-    if train_set is None:
-        train_set = robot_log_dataset(cfg.data, "train", pcfg, latents.crop_size)
-        val_set = robot_log_dataset(cfg.data, "val", pcfg, latents.crop_size)
-    check_dims(train_set[0], pcfg, cfg.data, tcfg.rollout_steps)
-
-    cached = bool(cfg.cache.enabled)
-    train_data = latent_dataset(cfg, train_set, latents, "train", info.is_main, info.device)
-    val_data = latent_dataset(cfg, val_set, latents, "val", info.is_main, info.device) if val_set is not None else None
-
-    predictor.set_input_stats(*state_action_sample(train_data))
-    optimizer = torch.optim.AdamW(adamw_param_groups(predictor, tcfg.weight_decay), lr=tcfg.lr,
-                                  betas=tuple(tcfg.betas))
-    start_step = 0
-    if cfg.resume and (ckpt_dir / "train_state.safetensors").is_file():
-        start_step = resume(ckpt_dir, predictor, optimizer, encoder)
-        log.info("resumed from %s at step %d", ckpt_dir, start_step)
-
-    loss_fn = FinetuneLoss(predictor, tcfg.rollout_steps)
-    model = DDP(loss_fn) if info.enabled else loss_fn
-    sampler = ResumableSampler(len(train_data), seed=cfg.seed, rank=info.rank, world_size=info.world_size)
-    per_rank_batch = tcfg.batch_size // info.world_size
-    if per_rank_batch * info.world_size != tcfg.batch_size:
-        raise ValueError(f"train.batch_size={tcfg.batch_size} is not divisible by the {info.world_size} processes")
-    num_workers = 0 if cached else tcfg.num_workers
-    full_cfg = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))  # plain (not struct) copy
-    full_cfg.world_model = spec
-    tb = TensorBoardLogger(out_dir / "tb", enabled=info.is_main)
-    with log_to_file(out_dir / "finetune.log", enabled=info.is_main):
-        log.info("%d train windows, %d val windows, global batch %d over %d processes, latents %s x %d",
-                 len(train_data), len(val_data) if val_data is not None else 0, tcfg.batch_size,
-                 info.world_size, latents.grid, pcfg.embed_dim)
-        last_ckpt = ckpt_dir if start_step > 0 else None  # a checkpoint of an earlier, unrelated run is not "good"
-        bar = tqdm(total=tcfg.steps, initial=start_step, desc="finetune", disable=not info.is_main)
-        t0, seen = time.time(), 0
-        for step, batch in batches(train_data, sampler, per_rank_batch, start_step, num_workers):
-            if step >= tcfg.steps:
-                break
-            lr = warmup_cosine(step, tcfg.steps, tcfg.warmup_steps, tcfg.lr, start=tcfg.lr * tcfg.warmup_start,
-                               final=tcfg.lr * tcfg.final_lr_ratio)
-            set_hparams(optimizer, lr, tcfg.weight_decay)
-            z, states, actions = to_latents(batch, latents, cached, info.device)
-            model.train()
-            tf, rollout = model(z, states, actions)
-            loss = tcfg.tf_weight * tf + tcfg.rollout_weight * rollout
-            # the mean over processes is NaN if any process's is, so every process stops together
-            check_finite(all_reduce_mean(loss.detach()), step, f"batch of {z.shape[0]} windows on rank "
-                         f"{info.rank}, epoch {sampler.epoch}", last_ckpt)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            grad_norm = torch.nn.utils.clip_grad_norm_(predictor.parameters(), tcfg.grad_clip)
-            optimizer.step()
-            seen += z.shape[0] * info.world_size
-            bar.update(1)
-            if (step + 1) % tcfg.log_every == 0:
-                tf_m, ro_m = all_reduce_mean(tf.detach()).item(), all_reduce_mean(rollout.detach()).item()
-                rate = seen / (time.time() - t0)
-                bar.set_postfix(tf=f"{tf_m:.4f}", rollout=f"{ro_m:.4f}", lr=f"{lr:.2e}")
-                tb.scalars({"loss/teacher_forcing": tf_m, "loss/rollout": ro_m, "lr": lr,
-                            "grad_norm": grad_norm.item(), "throughput/windows_per_s": rate}, step + 1)
-                log.info("step %d tf %.4f rollout %.4f lr %.2e %.1f windows/s", step + 1, tf_m, ro_m, lr, rate)
-            if val_data is not None and (step + 1) % tcfg.val_every == 0:
-                val = evaluate_loss(loss_fn, val_data, latents, cached, info.device, per_rank_batch, tcfg.val_batches)
-                tb.scalars({"val/teacher_forcing": val[0], "val/rollout": val[1]}, step + 1)
-                log.info("step %d val tf %.4f rollout %.4f", step + 1, *val)
-            if (step + 1) % tcfg.ckpt_every == 0 or step + 1 == tcfg.steps:
-                if info.is_main:
-                    save_checkpoint(ckpt_dir, {"encoder": encoder, "predictor": predictor}, full_cfg, optimizer,
-                                    step + 1)
-                last_ckpt = ckpt_dir
-        bar.close()
-        tb.close()
-    del model  # the DDP wrapper, before the process group goes: see cleanup_distributed
-    if dist.is_initialized():
-        dist.barrier()
-    cleanup_distributed()
-    return ckpt_dir
-
-
-@contextmanager
-def log_to_file(path: Path, enabled: bool):
-    """Copy the `vjepa_ac` loggers' records to `path` (main process only) while the block runs."""
-    if not enabled:
-        yield
-        return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handler = logging.FileHandler(path)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
-    root = logging.getLogger("vjepa_ac")
-    root.addHandler(handler)
-    if root.getEffectiveLevel() > logging.INFO:
-        root.setLevel(logging.INFO)
-    try:
-        yield
-    finally:
-        root.removeHandler(handler)
-        handler.close()
-
-
-def resume(ckpt_dir: Path, predictor: ACPredictor, optimizer: torch.optim.Optimizer, encoder: nn.Module) -> int:
-    """Load predictor + optimizer + RNG state; the checkpoint's encoder must be the one in use."""
-    saved = load_config(ckpt_dir).world_model
-    if int(saved.encoder.hidden_size) != encoder.config.hidden_size:
-        raise ValueError(f"checkpoint {ckpt_dir} was trained on encoder features of size {saved.encoder.hidden_size}, "
-                         f"but the configured encoder gives {encoder.config.hidden_size}")
-    weights = load_weights(ckpt_dir)
-    load_state_into(predictor, split_prefix(weights, "predictor"), source=f"{ckpt_dir} (predictor.*)")
-    return load_train_state(ckpt_dir, optimizer)["step"]
+    return train(cfg, lambda dist_info: Finetuning(cfg, dist_info, train_set, val_set))
 
 
 @torch.no_grad()

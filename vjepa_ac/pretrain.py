@@ -4,51 +4,30 @@ One step, per clip batch and per mask set (short-range, long-range):
   context encoder(visible tokens only) -> predictor(context + mask tokens at target positions)
   -> L1 against layer_norm(EMA target encoder(full clip)) at the target positions.
 Then AdamW (scheduled LR and WD, gradient clipping) and the EMA update of the target encoder.
+The loop itself (resume, logging, checkpoints, DDP) is `vjepa_ac.train_loop`; this module supplies
+the objective.
 """
 
 from __future__ import annotations
 
 import copy
-import json
 import logging
-import time
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from torch import nn
-from torch.nn.parallel import DistributedDataParallel
-from tqdm import tqdm
+from torch.utils.data import Dataset
 
-from vjepa_ac.checkpoint import (
-    load_state_into,
-    load_train_state,
-    load_weights,
-    resolve_checkpoint,
-    save_checkpoint,
-    split_prefix,
-)
-from vjepa_ac.masks import MaskSet, MultiBlockMaskCollator
+from vjepa_ac.data.video import VideoClipDataset
+from vjepa_ac.masks import MaskSet, sample_masks
 from vjepa_ac.models.encoder import VideoEncoder, gather_tokens, vjepa2_config
 from vjepa_ac.models.predictor import MaskedPredictor
-from vjepa_ac.training import (
-    CollapseMonitor,
-    DistInfo,
-    ResumableSampler,
-    TensorBoardLogger,
-    adamw_param_groups,
-    all_reduce_mean,
-    check_finite,
-    cleanup_distributed,
-    ema_update,
-    embedding_stats,
-    linear,
-    seed_everything,
-    set_hparams,
-    setup_distributed,
-    warmup_cosine,
-)
+from vjepa_ac.train_loop import Objective, StepOutput, train
+from vjepa_ac.training import (CollapseMonitor, DistInfo, adamw_param_groups, ema_update, embedding_stats, linear,
+                               main_first)
 
 log = logging.getLogger(__name__)
 
@@ -83,31 +62,13 @@ def target_features(target_encoder: VideoEncoder, video: torch.Tensor) -> torch.
     return target_encoder(video).float()
 
 
-def schedules(cfg: DictConfig, step: int) -> dict[str, float]:
-    o = cfg.optim
-    return {
-        "lr": warmup_cosine(step, o.total_steps, o.warmup_steps, o.lr, o.start_lr, o.final_lr),
-        "weight_decay": linear(step, o.total_steps, o.weight_decay, o.final_weight_decay),
-        "ema_momentum": linear(step, o.total_steps, o.ema_momentum, o.final_ema_momentum),
-    }
-
-
-def train_step(model: nn.Module, target_encoder: VideoEncoder, optimizer: torch.optim.Optimizer, video: torch.Tensor,
-               masks: list[tuple[torch.Tensor, torch.Tensor]], hp: dict[str, float], grad_clip: float,
-               autocast: torch.autocast, step: int, batch_info: str, last_checkpoint: Path | None) -> dict:
-    """One optimisation step; returns the (all-reduced) loss, grad norm and the raw target features."""
-    set_hparams(optimizer, hp["lr"], hp["weight_decay"])
+def forward_loss(model: nn.Module, target_encoder: VideoEncoder, video: torch.Tensor,
+                 masks: list[tuple[torch.Tensor, torch.Tensor]], autocast: torch.autocast) -> tuple[torch.Tensor, torch.Tensor]:
+    """The JEPA loss of one batch, and the target encoder's raw features (for the collapse monitor)."""
     with autocast:
         feats = target_features(target_encoder, video)
         preds = model(video, masks)
-    loss = jepa_loss(preds, F.layer_norm(feats, feats.shape[-1:]), masks)
-    check_finite(all_reduce_mean(loss.detach()), step, batch_info, last_checkpoint)
-    optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-    optimizer.step()
-    ema_update(target_encoder, getattr(model, "module", model).encoder, hp["ema_momentum"])
-    return {"loss": all_reduce_mean(loss.detach()).item(), "grad_norm": grad_norm.item(), "features": feats}
+    return jepa_loss(preds, F.layer_norm(feats, feats.shape[-1:]), masks), feats
 
 
 # ----------------------------------------------------------------------------- config and cost
@@ -118,8 +79,8 @@ def mask_sets(cfg: DictConfig) -> list[MaskSet]:
                     temporal_scale=m.get("temporal_scale", 1.0)) for m in cfg.masks]
 
 
-def validate_config(cfg: DictConfig, world_size: int = 1) -> None:
-    """Fail before training, naming the offending keys."""
+def validate_config(cfg: DictConfig) -> None:
+    """Fail before training, naming the offending keys (the loop's own keys: `check_loop_config`)."""
     model = vjepa2_config(cfg.model)
     d, o = cfg.data, cfg.optim
     if d.frames_per_clip % model.tubelet_size:
@@ -133,12 +94,8 @@ def validate_config(cfg: DictConfig, world_size: int = 1) -> None:
         s.validate(f"masks[{i}]")
     if len(cfg.masks) > model.pred_num_mask_tokens:
         raise ValueError(f"{len(cfg.masks)} mask sets but model.pred_num_mask_tokens={model.pred_num_mask_tokens}")
-    if o.batch_size % world_size:
-        raise ValueError(f"optim.batch_size={o.batch_size} (global) is not divisible by the {world_size} processes")
     if not 0.0 <= o.ema_momentum <= 1.0 or not 0.0 <= o.final_ema_momentum <= 1.0:
         raise ValueError("optim.ema_momentum and optim.final_ema_momentum must be in [0, 1]")
-    if o.warmup_steps > o.total_steps:
-        raise ValueError(f"optim.warmup_steps={o.warmup_steps} exceeds optim.total_steps={o.total_steps}")
 
 
 def vit_flops(tokens: float, width: int, depth: int, mlp_ratio: float) -> float:
@@ -162,153 +119,80 @@ def step_flops(config, masks: list[tuple[torch.Tensor, torch.Tensor]], batch_siz
     return total * batch_size
 
 
-# ----------------------------------------------------------------------------- the loop
+# ----------------------------------------------------------------------------- the objective
 
 
-def build_dataset(cfg: DictConfig):
-    from vjepa_ac.data import VideoClipDataset
-
+def build_dataset(cfg: DictConfig, dist_info: DistInfo) -> VideoClipDataset:
+    """The clips of `data.root`, decoded once into the frame cache when `data.frame_cache` names a folder."""
     d = cfg.data
-    return VideoClipDataset(d.root, frames_per_clip=d.frames_per_clip, frame_step=d.frame_step,
-                            resolution=d.resolution, random_resized_crop=d.random_resized_crop,
-                            crop_scale=tuple(d.crop_scale))
+    dataset = VideoClipDataset(d.root, frames_per_clip=d.frames_per_clip, frame_step=d.frame_step,
+                               resolution=d.resolution, random_resized_crop=d.random_resized_crop,
+                               crop_scale=tuple(d.crop_scale))
+    if d.get("frame_cache"):
+        main_first(lambda build: dataset.use_frame_cache(d.frame_cache, build=build, num_workers=d.num_workers),
+                   dist_info.is_main)
+    return dataset
 
 
-def pretrain(cfg: DictConfig, dataset=None) -> Path:
+class Pretraining(Objective):
+    """Context encoder + predictor against the EMA target encoder, on multi-block masked clips."""
+
+    name, unit = "pretrain", "clips"
+
+    def __init__(self, cfg: DictConfig, dist_info: DistInfo, dataset: Dataset | None = None):
+        validate_config(cfg)
+        self.cfg, self.dist_info = cfg, dist_info
+        device = dist_info.device
+        self.config = vjepa2_config(cfg.model)
+        self.model = JEPA(self.config).to(device)
+        self.target_encoder = copy.deepcopy(self.model.encoder).requires_grad_(False)
+        self.modules = {"encoder": self.model.encoder, "predictor": self.model.predictor,
+                        "target_encoder": self.target_encoder}
+        self.optimizer = torch.optim.AdamW(adamw_param_groups(self.model, cfg.optim.weight_decay), lr=cfg.optim.lr,
+                                           betas=tuple(cfg.optim.betas))
+        self.dataset = build_dataset(cfg, dist_info) if dataset is None else dataset
+        self.num_workers = cfg.data.num_workers
+        self.saved_config = cfg
+        self.grid = (cfg.data.frames_per_clip // self.config.tubelet_size, self.config.crop_size // self.config.patch_size,
+                     self.config.crop_size // self.config.patch_size)
+        self.mask_sets = mask_sets(cfg)
+        self.bf16 = cfg.optim.bf16 and device.type == "cuda"
+        self.autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=self.bf16)
+        self.monitor = CollapseMonitor()
+        self.ema_momentum = cfg.optim.ema_momentum
+
+    def loss(self, model: nn.Module, batch: torch.Tensor, epoch: int, index: int) -> StepOutput:
+        device = self.dist_info.device
+        video = batch.to(device, non_blocking=True)
+        # sampled here, not in the loader's workers: batch `index` of `epoch` gets the same masks
+        # whatever the number of workers and wherever the run was resumed
+        rng = np.random.default_rng([self.cfg.seed, self.dist_info.rank, epoch, index])
+        masks = [(c.to(device), t.to(device)) for c, t in sample_masks(len(video), self.grid, self.mask_sets, rng)]
+        loss, features = forward_loss(model, self.target_encoder, video, masks, self.autocast)
+        return StepOutput(loss, step_flops(self.config, masks, len(video)), {"features": features})
+
+    def after_step(self, step: int) -> None:
+        o = self.cfg.optim
+        self.ema_momentum = linear(step, self.cfg.train.steps, o.ema_momentum, o.final_ema_momentum)
+        ema_update(self.target_encoder, self.model.encoder, self.ema_momentum)
+
+    def metrics(self, out: StepOutput, step: int) -> dict[str, float]:
+        std, rank = embedding_stats(out.aux["features"])
+        if self.dist_info.is_main:
+            for message in self.monitor.update(std, rank, step):
+                log.warning(message)
+        return {"ema_momentum": self.ema_momentum, "embedding/std": std, "embedding/effective_rank": rank}
+
+    def run_state(self) -> dict[str, float]:
+        return {"best_std": self.monitor.best_std, "best_rank": self.monitor.best_rank}
+
+    def load_run_state(self, state: dict[str, float]) -> None:
+        self.monitor.best_std, self.monitor.best_rank = state.get("best_std", 0.0), state.get("best_rank", 0.0)
+
+
+def pretrain(cfg: DictConfig, dataset: Dataset | None = None) -> Path:
     """Run (or resume) pretraining as configured; returns the checkpoint directory.
 
     `dataset` (items float[T, C, H, W]) replaces the video folder of `cfg.data.root` (tests).
     """
-    dist_info: DistInfo = setup_distributed(cfg.device)
-    handler = None
-    if dist_info.is_main:
-        Path(cfg.run_dir).mkdir(parents=True, exist_ok=True)
-        handler = logging.FileHandler(Path(cfg.run_dir) / "train.log")
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
-        log.addHandler(handler)
-        log.setLevel(logging.INFO)
-    try:
-        return _pretrain(cfg, dist_info, dataset)
-    finally:
-        if handler is not None:
-            log.removeHandler(handler)
-            handler.close()
-        cleanup_distributed()
-
-
-def _pretrain(cfg: DictConfig, dist_info: DistInfo, dataset) -> Path:
-    validate_config(cfg, dist_info.world_size)
-    device, main = dist_info.device, dist_info.is_main
-    run_dir = Path(cfg.run_dir)  # train.log, metrics.jsonl (one line per log step), tb/, checkpoint/
-    ckpt_dir = run_dir / "checkpoint"
-    if cfg.get("threads"):
-        torch.set_num_threads(cfg.threads)
-
-    seed_everything(cfg.seed)  # same init on every rank
-    config = vjepa2_config(cfg.model)
-    model = JEPA(config).to(device)
-    target_encoder = copy.deepcopy(model.encoder).requires_grad_(False)
-    optimizer = torch.optim.AdamW(adamw_param_groups(model, cfg.optim.weight_decay), lr=cfg.optim.lr,
-                                  betas=tuple(cfg.optim.betas))
-    step, monitor = 0, CollapseMonitor()
-    last_ckpt = None
-    if cfg.resume and (ckpt_dir.exists() or ckpt_dir.with_name("checkpoint.old").exists()):
-        last_ckpt = resolve_checkpoint(ckpt_dir)
-        tensors = load_weights(last_ckpt)
-        load_state_into(model.encoder, split_prefix(tensors, "encoder"), source=f"{last_ckpt} [encoder]")
-        load_state_into(model.predictor, split_prefix(tensors, "predictor"), source=f"{last_ckpt} [predictor]")
-        load_state_into(target_encoder, split_prefix(tensors, "target_encoder"), source=f"{last_ckpt} [target_encoder]")
-        state = load_train_state(last_ckpt, optimizer)
-        step = state["step"]
-        monitor.best_std, monitor.best_rank = state["extra"].get("best_std", 0.0), state["extra"].get("best_rank", 0.0)
-        if main:
-            log.info("resumed from %s at step %d", last_ckpt, step)
-    elif cfg.resume and main:
-        log.info("resume=true but no checkpoint at %s: starting from scratch", ckpt_dir)
-    ddp_model = DistributedDataParallel(model) if dist_info.enabled else model
-
-    dataset = build_dataset(cfg) if dataset is None else dataset
-    per_rank = cfg.optim.batch_size // dist_info.world_size
-    sampler = ResumableSampler(len(dataset), seed=cfg.seed, rank=dist_info.rank, world_size=dist_info.world_size)
-    steps_per_epoch = sampler.per_rank // per_rank
-    if steps_per_epoch == 0:
-        raise ValueError(f"dataset has {len(dataset)} clips, fewer than optim.batch_size={cfg.optim.batch_size}")
-    grid = (cfg.data.frames_per_clip // config.tubelet_size, config.crop_size // config.patch_size,
-            config.crop_size // config.patch_size)
-    collator = MultiBlockMaskCollator(grid, mask_sets(cfg), seed=cfg.seed, rank=dist_info.rank)
-    use_bf16 = cfg.optim.bf16 and device.type == "cuda"
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16)
-    logger = TensorBoardLogger(run_dir / "tb", enabled=main)
-    if main:
-        log.info("config:\n%s", OmegaConf.to_yaml(cfg, resolve=True))
-        log.info("%d clips, %d steps per epoch, global batch %d over %d processes", len(dataset), steps_per_epoch,
-                 cfg.optim.batch_size, dist_info.world_size)
-
-    def checkpoint(at_step: int) -> Path:
-        path = save_checkpoint(ckpt_dir, {"encoder": model.encoder, "predictor": model.predictor,
-                                          "target_encoder": target_encoder}, cfg, optimizer=optimizer, step=at_step,
-                               extra={"best_std": monitor.best_std, "best_rank": monitor.best_rank})
-        log.info("step %d: checkpoint written to %s", at_step, path)
-        return path
-
-    deadline = time.monotonic() + 60 * cfg.max_minutes if cfg.get("max_minutes") else None
-    bar = tqdm(total=cfg.optim.total_steps, initial=step, disable=not main, desc="pretrain", dynamic_ncols=True)
-    window_t, window_steps, window_flops = time.perf_counter(), 0, 0.0
-    model.train()
-    while step < cfg.optim.total_steps:
-        epoch, offset = divmod(step, steps_per_epoch)
-        sampler.set_epoch(epoch, skip=offset * per_rank)
-        collator.set_epoch(epoch, start_batch=offset)
-        # workers' RNG (random crops) seeded from (seed, rank, epoch, offset): re-runs and resumed runs repeat
-        # themselves; masks and clip order match an uninterrupted run exactly, random crops do not after a resume
-        loader = torch.utils.data.DataLoader(
-            dataset, batch_size=per_rank, sampler=sampler, collate_fn=collator, num_workers=cfg.data.num_workers,
-            drop_last=True, generator=torch.Generator().manual_seed(hash((cfg.seed, dist_info.rank, epoch, offset))))
-        for batch in loader:
-            video = batch["video"].to(device, non_blocking=True)
-            masks = [(c.to(device), t.to(device)) for c, t in batch["masks"]]
-            hp = schedules(cfg, step)
-            out = train_step(ddp_model, target_encoder, optimizer, video, masks, hp, cfg.optim.grad_clip, autocast,
-                             step, f"epoch {epoch}, batch {batch['batch_index']}", last_ckpt)
-            step += 1
-            window_steps += 1
-            window_flops += step_flops(config, masks, per_rank) * dist_info.world_size
-            bar.update(1)
-            if step % cfg.log_every == 0 or step == cfg.optim.total_steps:
-                elapsed = time.perf_counter() - window_t
-                clips_per_s = window_steps * cfg.optim.batch_size / elapsed
-                gflops = window_flops / elapsed / 1e9
-                std, rank = embedding_stats(out["features"])
-                scalars = {"loss": out["loss"], "lr": hp["lr"], "weight_decay": hp["weight_decay"],
-                           "ema_momentum": hp["ema_momentum"], "grad_norm": out["grad_norm"],
-                           "throughput/clips_per_s": clips_per_s, "throughput/gflops_per_s": gflops,
-                           "embedding/std": std, "embedding/effective_rank": rank}
-                logger.scalars(scalars, step)
-                if main:
-                    with open(run_dir / "metrics.jsonl", "a") as f:
-                        f.write(json.dumps({"step": step, **scalars}) + "\n")
-                    for message in monitor.update(std, rank, step):
-                        log.warning(message)
-                    bar.set_postfix(loss=f"{out['loss']:.4f}", clips_s=f"{clips_per_s:.1f}", gflops=f"{gflops:.0f}")
-                    log.info("step %d loss %.4f lr %.2e ema %.5f clips/s %.2f GFLOP/s %.1f (ceiling %s) "
-                             "emb std %.3f rank %.1f", step, out["loss"], hp["lr"], hp["ema_momentum"], clips_per_s,
-                             gflops, cfg.get("flops_ceiling_gflops"), std, rank)
-                window_t, window_steps, window_flops = time.perf_counter(), 0, 0.0
-            out_of_time = deadline is not None and all_reduce_mean(
-                torch.tensor(float(time.monotonic() > deadline))).item() > 0  # every rank stops together
-            if step % cfg.checkpoint_every == 0 or step == cfg.optim.total_steps or out_of_time:
-                if main:
-                    last_ckpt = checkpoint(step)
-                else:
-                    last_ckpt = ckpt_dir
-            if out_of_time:
-                if main:
-                    log.warning("max_minutes=%s reached at step %d: stopping", cfg.max_minutes, step)
-                bar.close()
-                logger.close()
-                return ckpt_dir
-            if step >= cfg.optim.total_steps:
-                break
-    bar.close()
-    logger.close()
-    return ckpt_dir
+    return train(cfg, lambda dist_info: Pretraining(cfg, dist_info, dataset))

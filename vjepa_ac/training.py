@@ -13,7 +13,7 @@ import random
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator, TypeVar
 
 import numpy as np
 import torch
@@ -123,6 +123,20 @@ def cleanup_distributed() -> None:
     worker thread still releasing the last all-reduce (seen in tests/test_pretrain.py's DDP test)."""
     if dist.is_initialized():
         dist.destroy_process_group()
+
+
+T = TypeVar("T")
+
+
+def main_first(make: Callable[[bool], T], is_main: bool) -> T:
+    """`make(True)` on the main process (builds a cache), then `make(False)` (reads it) on the others."""
+    if is_main:
+        result = make(True)
+    if dist.is_initialized():
+        dist.barrier()
+    if not is_main:
+        result = make(False)
+    return result
 
 
 def all_reduce_mean(x: torch.Tensor) -> torch.Tensor:

@@ -8,6 +8,7 @@ write has presentation time exactly i / fps, which LeRobot's timestamp-based rea
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import av
 import numpy as np
@@ -74,15 +75,21 @@ def probe_video(path: str | Path, count_frames: bool = False) -> VideoInfo:
     return info
 
 
-def read_video(path: str | Path) -> np.ndarray:
-    """Decode every frame of a file to uint8 `[T, H, W, 3]`."""
+def iter_frames(path: str | Path) -> Iterator[np.ndarray]:
+    """Decode a file frame by frame: uint8 `[H, W, 3]` each (long videos never sit in memory whole)."""
     try:
         with av.open(str(path)) as container:
             stream = container.streams.video[0]
             stream.thread_type = "AUTO"
-            frames = [f.to_ndarray(format="rgb24") for f in container.decode(stream)]
+            for frame in container.decode(stream):
+                yield frame.to_ndarray(format="rgb24")
     except (av.FFmpegError, OSError, ValueError, IndexError) as e:
         raise VideoError(f"{path}: cannot decode video ({type(e).__name__}: {e})") from e
+
+
+def read_video(path: str | Path) -> np.ndarray:
+    """Decode every frame of a file to uint8 `[T, H, W, 3]`."""
+    frames = list(iter_frames(path))
     if not frames:
         raise VideoError(f"{path}: video has no frames")
     return np.stack(frames)

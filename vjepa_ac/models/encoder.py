@@ -107,18 +107,28 @@ class VideoEncoder(VJEPA2Encoder):
         return encoder
 
     @classmethod
-    def from_checkpoint(cls, path: str | Path, prefix: str = "target_encoder") -> "VideoEncoder":
-        """Load from one of our checkpoint directories (config.yaml + model.safetensors); `prefix`
-        picks the module: "target_encoder" (the EMA encoder, used downstream) or "encoder"."""
+    def from_checkpoint(cls, path: str | Path, prefix: str | None = None) -> "VideoEncoder":
+        """Load from one of our checkpoint directories (config.yaml + model.safetensors).
+
+        `prefix` picks the module; by default "target_encoder" (the EMA encoder, used downstream) of
+        a pretraining checkpoint, "encoder" of a fine-tuned world model (e.g. checkpoints/vjepa_ac_tiny).
+        """
         from vjepa_ac.checkpoint import load_config, load_weights, split_prefix
 
-        model_cfg = load_config(path).get("model")
-        if model_cfg is None:
-            raise ValueError(f"{Path(path) / 'config.yaml'} has no 'model' section: not a pretraining checkpoint")
+        cfg = load_config(path)
+        if "world_model" in cfg:  # fine-tuned: the encoder's fields are recorded with the world model
+            model_cfg, default, kind = cfg.world_model.encoder, "encoder", "a fine-tuned world-model checkpoint"
+        elif "model" in cfg:
+            model_cfg, default, kind = cfg.model, "target_encoder", "a pretraining checkpoint"
+        else:
+            raise ValueError(f"{Path(path) / 'config.yaml'} has neither a 'model' nor a 'world_model' section: "
+                             f"not a pretraining or fine-tuning checkpoint")
+        prefix = prefix or default
         encoder = cls(vjepa2_config(model_cfg))
         tensors = split_prefix(load_weights(path), prefix)
         if not tensors:
-            raise KeyError(f"checkpoint {path} holds no weights under '{prefix}.'")
+            raise KeyError(f"checkpoint {path} ({kind}) holds no weights under '{prefix}.'; "
+                           f"its encoder is '{default}.'")
         load_state_into(encoder, tensors, source=f"{path} [{prefix}]")
         return encoder
 
