@@ -10,7 +10,7 @@ from gymnasium import spaces
 from envs.config import load_task_config
 from envs.controller import DifferentialIK
 from envs.experts import ScriptedExpert
-from envs.rendering import make_renderer
+from envs.rendering import ObjectVisibility, make_renderer, object_visibility
 from envs.rotations import euler_to_mat, mat_to_euler, wrap_angle, yaw_quat
 from envs.scene import (FINGER_OPEN, HOME_QPOS, OBJECT_KINDS, TABLE_TOP, ObjectSpec, SceneHandles, apply_object,
                         build_model)
@@ -88,8 +88,12 @@ class ManipulationEnv(gym.Env):
         self.goal_wrist_pixels = self.goal_pixels.copy()
         self.goal_features = np.zeros_like(self.task.features(self))
         self.goal_reached = False   # did the goal-making expert run succeed
-        self.subgoal_pixels: list[np.ndarray] = []     # intermediate goal images (PickPlace), in order
+        # intermediate goal images on the goal-making expert run, in order (envs/tasks.py), their
+        # privileged features and the expert step (1-based) each was taken after
+        self.subgoal_pixels: list[np.ndarray] = []
+        self.subgoal_wrist_pixels: list[np.ndarray] = []
         self.subgoal_features: list[np.ndarray] = []
+        self.subgoal_steps: list[int] = []
         self._steps = 0
 
     # ----- privileged quantities (experts, success, metrics; never the learned planner) -----
@@ -146,6 +150,10 @@ class ManipulationEnv(gym.Env):
 
     def is_success(self) -> bool:
         return self.task.is_success(self)
+
+    def object_visibility(self, camera: str) -> ObjectVisibility:
+        """How ``camera`` shows the object now: its width in px and the fraction not occluded."""
+        return object_visibility(self._get_renderer(), self.data, camera, self._object_geom)
 
     # ----- simulation state -----
     def get_sim_state(self) -> np.ndarray:
@@ -267,22 +275,34 @@ class ManipulationEnv(gym.Env):
         self._make_goal()
         self._steps = 0
         info = self._info(action_clipped=False)
-        info["subgoal_pixels"] = [image.copy() for image in self.subgoal_pixels]   # in order; the goal comes last
+        # in order; the goal comes last
+        info["subgoal_pixels"] = [image.copy() for image in self.subgoal_pixels]
+        if self.cfg["wrist_camera"]:
+            info["subgoal_wrist_pixels"] = [image.copy() for image in self.subgoal_wrist_pixels]
         return self._obs(), info
 
     def _make_goal(self) -> None:
         """Goal image and features: the scripted expert's final state, run on a copy of this state.
-        Subgoal images are taken on the way where the task defines them (PickPlace)."""
+        Subgoal images are the states on the way where the task's subgoal predicates first hold, in
+        order; an expert run that misses one fails the reset."""
         start = self.get_sim_state()
         expert = ScriptedExpert(self, noise=0.0)
-        conditions = self.task.subgoal_conditions()
-        self.subgoal_pixels, self.subgoal_features = [], []
-        for _ in range(self.max_episode_steps):
+        conditions = self.task.subgoal_conditions(self)
+        self.subgoal_pixels, self.subgoal_wrist_pixels, self.subgoal_features, self.subgoal_steps = [], [], [], []
+        for step in range(1, self.max_episode_steps + 1):
             self._control_step(expert.act())
-            reached = len(self.subgoal_pixels)
+            reached = len(self.subgoal_steps)
             if reached < len(conditions) and conditions[reached](self):
                 self.subgoal_pixels.append(self._render_camera(self.cfg["camera"]))
+                if self.cfg["wrist_camera"]:
+                    self.subgoal_wrist_pixels.append(self._render_camera("wrist"))
                 self.subgoal_features.append(self.privileged_features())
+                self.subgoal_steps.append(step)
+        if len(self.subgoal_steps) < len(conditions):
+            missed = conditions[len(self.subgoal_steps)].__name__
+            raise RuntimeError(f"{self.task.name}: the goal-making expert run did not reach subgoal "
+                               f"{len(self.subgoal_steps) + 1} of {len(conditions)} ({missed}) within "
+                               f"{self.max_episode_steps} steps; raise episode_steps or check the expert")
         self.goal_pixels = self._render_camera(self.cfg["camera"])
         if self.cfg["wrist_camera"]:
             self.goal_wrist_pixels = self._render_camera("wrist")
@@ -304,11 +324,15 @@ class ManipulationEnv(gym.Env):
         euler = mat_to_euler(self.ee_mat)
         return np.concatenate([self.ee_pos, euler, [self.gripper_closure]]).astype(np.float32)
 
-    def _render_camera(self, camera: str) -> np.ndarray:
+    def _get_renderer(self):
         if self._renderer is None:
             self._renderer = make_renderer(self.model, self.resolution)
-        self._renderer.update_scene(self.data, camera=camera)
-        return self._renderer.render()
+        return self._renderer
+
+    def _render_camera(self, camera: str) -> np.ndarray:
+        renderer = self._get_renderer()
+        renderer.update_scene(self.data, camera=camera)
+        return renderer.render()
 
     def _obs(self) -> dict:
         obs = {"pixels": self._render_camera(self.cfg["camera"]), "state": self._state()}

@@ -6,6 +6,8 @@ from pathlib import Path
 import mujoco
 import numpy as np
 
+from envs.rendering import OBJECT_GEOM_GROUP
+
 SCENE_XML = Path(__file__).resolve().parent / "assets" / "scene.xml"
 ARM_JOINTS = [f"joint{i}" for i in range(1, 8)]
 HOME_QPOS = np.array([0.0, -0.785, 0.0, -2.356, 0.0, 1.571, 0.785])  # gripper down, fingers along y
@@ -95,7 +97,7 @@ def apply_object(model: mujoco.MjModel, handles: SceneHandles, obj: ObjectSpec, 
     for kind, geom in handles.object_geoms.items():
         active = kind == obj.kind
         model.geom_contype[geom] = model.geom_conaffinity[geom] = int(active)
-        model.geom_group[geom] = 0 if active else 3      # group 3 is not rendered
+        model.geom_group[geom] = OBJECT_GEOM_GROUP if active else 3      # group 3 is not rendered
         if active:
             model.geom_size[geom] = obj.size
             model.geom_rgba[geom] = obj.rgba

@@ -27,9 +27,33 @@ class Task:
     def is_success(self, env) -> bool:
         raise NotImplementedError
 
-    def subgoal_conditions(self) -> list[Callable]:
-        """Predicates marking intermediate goals along the expert's run, in order (none by default)."""
-        return []
+    def subgoal_conditions(self, env) -> list[Callable]:
+        """Predicates marking intermediate goals along the expert's run, in order; called with ``env``
+        at the start of that run. Each subgoal image is the first state after the previous subgoal's
+        where its predicate holds."""
+        raise NotImplementedError
+
+    @staticmethod
+    def _halfway(position: Callable, env) -> Callable:
+        """Predicate: ``position(env)`` has covered half its start distance to the target."""
+        half = 0.5 * np.linalg.norm(position(env) - env.target_pos)
+
+        def halfway(env):
+            return bool(np.linalg.norm(position(env) - env.target_pos) <= half)
+
+        return halfway
+
+    def _grasping(self) -> list[Callable]:
+        """Gripper open around the object on the table; then closed on it, before lifting."""
+        def open_around_object(env):
+            centred = np.linalg.norm(env.ee_pos[:2] - env.object_pos[:2]) < self.cfg["subgoal_tolerance"]
+            low = env.ee_pos[2] < env.object_pos[2] + env.object.half_height
+            return bool(centred and low and env.gripper_closure < 0.1)
+
+        def closed_on_object(env):
+            return bool(env.is_grasped() and env.object_pos[2] - env.object_rest_z < self.cfg["rest_tolerance"])
+
+        return [open_around_object, closed_on_object]
 
     def _sample_away_from(self, rng: np.random.Generator, low, high, avoid: np.ndarray,
                           min_distance: float) -> np.ndarray:
@@ -56,6 +80,10 @@ class Reach(Task):
     def is_success(self, env):
         return bool(np.linalg.norm(env.ee_pos - env.target_pos) < self.cfg["success_distance"])
 
+    def subgoal_conditions(self, env):
+        """The end-effector halfway to the target."""
+        return [self._halfway(lambda env: env.ee_pos, env)]
+
 
 class Grasp(Task):
     name = "grasp"
@@ -66,6 +94,10 @@ class Grasp(Task):
     def is_success(self, env):
         lifted = env.object_pos[2] - env.object_rest_z >= self.cfg["lift_success"]
         return bool(lifted and env.is_grasped())
+
+    def subgoal_conditions(self, env):
+        """Open around the object, then closed on it (the goal image shows it lifted)."""
+        return self._grasping()
 
 
 class ReachWithObject(Task):
@@ -79,6 +111,10 @@ class ReachWithObject(Task):
     def is_success(self, env):
         near = np.linalg.norm(env.object_pos - env.target_pos) < self.cfg["success_distance"]
         return bool(near and env.is_grasped())
+
+    def subgoal_conditions(self, env):
+        """The held object halfway to the target."""
+        return [self._halfway(lambda env: env.object_pos, env)]
 
 
 class PickPlace(Task):
@@ -98,16 +134,23 @@ class PickPlace(Task):
         near = np.linalg.norm(env.object_pos - env.target_pos) < self.cfg["success_distance"]
         return bool(near and self.is_resting(env))
 
-    def subgoal_conditions(self):
-        """Object grasped and lifted; then carried above the target (as the V-JEPA 2-AC pick-and-place
-        evaluation uses subgoal images)."""
+    def subgoal_conditions(self, env):
+        """Object grasped and lifted; carried above the target (the two subgoal images of the V-JEPA
+        2-AC pick-and-place evaluation); then lowered onto the target, still held."""
         def lifted(env):
             return env.is_grasped() and env.object_pos[2] - env.object_rest_z > self.cfg["subgoal_lift"]
 
         def above_target(env):
-            return env.is_grasped() and np.linalg.norm(env.object_pos[:2] - env.target_pos[:2]) < 0.02
+            return env.is_grasped() and self._over_target(env)
 
-        return [lifted, above_target]
+        def lowered_at_target(env):
+            down = env.object_pos[2] - env.object_rest_z < self.cfg["rest_tolerance"]
+            return env.is_grasped() and self._over_target(env) and down
+
+        return [lifted, above_target, lowered_at_target]
+
+    def _over_target(self, env) -> bool:
+        return bool(np.linalg.norm(env.object_pos[:2] - env.target_pos[:2]) < self.cfg["subgoal_tolerance"])
 
 
 TASKS = {task.name: task for task in (Reach, Grasp, ReachWithObject, PickPlace)}

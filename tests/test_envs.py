@@ -260,13 +260,66 @@ def test_random_actions_are_stable_many_episodes(task):
     _random_episodes_are_stable(task, episodes=60)
 
 
-def test_pick_place_subgoals():
-    env = envs.make_env("pick_place")
-    env.reset(seed=1)
+@pytest.mark.parametrize("task, count", [("reach", 1), ("grasp", 2), ("reach_with_object", 1), ("pick_place", 3)])
+def test_subgoals_are_expert_states_in_order(task, count):
+    """Every task has subgoal images that differ from the goal; replaying the noiseless expert passes
+    through each subgoal's state, in order, at the step it was taken."""
+    env = envs.make_env(task, wrist_camera=True)
+    obs, info = env.reset(seed=1)
     u = env.unwrapped
-    assert len(u.subgoal_pixels) == len(u.subgoal_features) == 2
-    lifted, above = u.subgoal_features       # features: ee (3), object (3), closure
+    assert len(info["subgoal_pixels"]) == len(info["subgoal_wrist_pixels"]) == len(u.subgoal_features) == count
+    assert u.subgoal_steps == sorted(set(u.subgoal_steps)) and u.subgoal_steps[-1] < u.max_episode_steps
+    for image in info["subgoal_pixels"]:
+        assert not np.array_equal(image, info["goal_pixels"])
+    expert = envs.make_expert(env)
+    for step in range(1, u.subgoal_steps[-1] + 1):
+        u.step_physics(expert.act())
+        if step in u.subgoal_steps:
+            i = u.subgoal_steps.index(step)
+            # held-object contacts replay to ~1e-9 m after the reset's state restore, not bit for bit
+            np.testing.assert_allclose(u.privileged_features(), u.subgoal_features[i], atol=1e-6)
+            assert np.abs(u.render().astype(int) - info["subgoal_pixels"][i]).max() <= 1
+            assert np.abs(u._render_camera("wrist").astype(int) - info["subgoal_wrist_pixels"][i]).max() <= 1
+    env.close()
+
+
+def test_subgoal_states():
+    grasp = envs.make_env("grasp")
+    grasp.reset(seed=1)
+    u = grasp.unwrapped
+    (open_ee, open_obj, open_closure), (_, closed_obj, closed_closure) = \
+        [(f[:3], f[3:6], f[6]) for f in u.subgoal_features]   # features: ee (3), object (3), closure
+    assert np.linalg.norm(open_ee[:2] - open_obj[:2]) < 0.02 and open_closure < 0.1
+    assert closed_closure > open_closure and closed_obj[2] - u.object_rest_z < 0.01
+    pick_place = envs.make_env("pick_place")
+    pick_place.reset(seed=1)
+    u = pick_place.unwrapped
+    lifted, above, lowered = u.subgoal_features
     assert lifted[5] > u.object_rest_z + 0.05
     np.testing.assert_allclose(above[3:5], u.target_pos[:2], atol=0.02)
-    assert not np.array_equal(u.subgoal_pixels[1], u.goal_pixels)
+    assert lowered[5] - u.object_rest_z < 0.01 and lowered[6] > 0.1      # closed on it (a wide object: ~0.25)
+    for env in (grasp, pick_place):
+        env.close()
+
+
+def test_missed_subgoal_fails_the_reset():
+    env = envs.make_env("pick_place", episode_steps=8)   # too short to reach the target
+    with pytest.raises(RuntimeError, match="did not reach subgoal .*above_target"):
+        env.reset(seed=1)
+    env.close()
+
+
+def test_camera_visibility():
+    """The workspace camera shows the object >= 10 px wide (median) where front shows ~4 px."""
+    env = envs.make_env("grasp")
+    table = rendering.camera_visibility(env, ["front", "workspace", "wrist"], seeds=list(range(5)))
+    assert np.median(table["front"]["width"]) < 6 <= 10 <= np.median(table["workspace"]["width"])
+    for camera in ("front", "workspace"):
+        np.testing.assert_allclose(table[camera]["visible_at_reset"], 1.0, atol=0.05)   # nothing in front of it
+        assert 0.5 < np.median(table[camera]["visible_in_goal"]) < 1.0                    # partly behind the fingers
+    u = env.unwrapped
+    env.reset(seed=0)
+    _set_object(u, u.object_pos - np.array([0.0, 0.0, 0.08]))    # inside the table: hidden
+    hidden = u.object_visibility("workspace")
+    assert hidden.pixels == 0 and hidden.unoccluded > 0 and hidden.visible_fraction == 0.0
     env.close()
