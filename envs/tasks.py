@@ -135,8 +135,9 @@ class PickPlace(Task):
         return bool(near and self.is_resting(env))
 
     def subgoal_conditions(self, env):
-        """Object grasped and lifted; carried above the target (the two subgoal images of the V-JEPA
-        2-AC pick-and-place evaluation); then lowered onto the target, still held."""
+        """Open around the object and closed on it (as for Grasp: without them even the privileged
+        oracle stops above the object); lifted; carried above the target (the two subgoal images of
+        the V-JEPA 2-AC pick-and-place evaluation); lowered onto the target, still held."""
         def lifted(env):
             return env.is_grasped() and env.object_pos[2] - env.object_rest_z > self.cfg["subgoal_lift"]
 
@@ -147,7 +148,7 @@ class PickPlace(Task):
             down = env.object_pos[2] - env.object_rest_z < self.cfg["rest_tolerance"]
             return env.is_grasped() and self._over_target(env) and down
 
-        return [lifted, above_target, lowered_at_target]
+        return [*self._grasping(), lifted, above_target, lowered_at_target]
 
     def _over_target(self, env) -> bool:
         return bool(np.linalg.norm(env.object_pos[:2] - env.target_pos[:2]) < self.cfg["subgoal_tolerance"])

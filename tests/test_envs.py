@@ -260,7 +260,7 @@ def test_random_actions_are_stable_many_episodes(task):
     _random_episodes_are_stable(task, episodes=60)
 
 
-@pytest.mark.parametrize("task, count", [("reach", 1), ("grasp", 2), ("reach_with_object", 1), ("pick_place", 3)])
+@pytest.mark.parametrize("task, count", [("reach", 1), ("grasp", 2), ("reach_with_object", 1), ("pick_place", 5)])
 def test_subgoals_are_expert_states_in_order(task, count):
     """Every task has subgoal images that differ from the goal; replaying the noiseless expert passes
     through each subgoal's state, in order, at the step it was taken."""
@@ -294,7 +294,7 @@ def test_subgoal_states():
     pick_place = envs.make_env("pick_place")
     pick_place.reset(seed=1)
     u = pick_place.unwrapped
-    lifted, above, lowered = u.subgoal_features
+    _, _, lifted, above, lowered = u.subgoal_features
     assert lifted[5] > u.object_rest_z + 0.05
     np.testing.assert_allclose(above[3:5], u.target_pos[:2], atol=0.02)
     assert lowered[5] - u.object_rest_z < 0.01 and lowered[6] > 0.1      # closed on it (a wide object: ~0.25)
