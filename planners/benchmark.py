@@ -116,7 +116,8 @@ def run_job(cfg: dict, job: Job, out: str, make_env: Callable, make_expert: Call
         stem = Path(out) / "videos" / f"{job.task}_{job.method}_seed{job.seed}"
         stem.parent.mkdir(parents=True, exist_ok=True)
         write_episode_video(result, stem.with_suffix(".mp4"), fps=int(cfg["envs"][job.task].get("control_hz", 5)))
-        plot_energies(result, stem.with_suffix(".png"), title=f"{job.task}, {method_label(job.method, summary['privileged'])}, seed {job.seed}")
+        title = f"{job.task}, {method_label(job.method, summary['privileged'], method.get('goals', 'final'))}, seed {job.seed}"
+        plot_energies(result, stem.with_suffix(".png"), title=title)
     write_json(episode_path(Path(out), job), summary)
     t = result.time_per_action()
     log.info("%s %s seed %d: success at end %s, at any step %s, %d steps, planning %.3f s/action "
@@ -174,12 +175,16 @@ def collect_results(cfg: dict, out: Path) -> dict:
             paths = [episode_path(out, j) for j in jobs if (j.task, j.method) == (task, method)]
             episodes = [e for e in map(read_episode, paths) if e is not None]
             cells.append({"task": task, "method": method, "privileged": is_privileged(cfg["methods"][method]),
+                          "goals": cfg["methods"][method].get("goals", "final"),
                           **summarize_cell(episodes, cfg["task_distance"][task])})
     return {"config": cfg, "cells": cells}
 
 
-def method_label(method: str, privileged: bool) -> str:
-    return f"{method} (privileged)" if privileged else method
+def method_label(method: str, privileged: bool, goals: str = "final") -> str:
+    """The method's name as tables and plots show it: privileged baselines and the subgoal mode
+    are said in words."""
+    notes = [note for note, on in (("privileged", privileged), ("with subgoal images", goals == "subgoals")) if on]
+    return f"{method} ({', '.join(notes)})" if notes else method
 
 
 def markdown_table(results: dict) -> str:
@@ -190,7 +195,7 @@ def markdown_table(results: dict) -> str:
     for c in results["cells"]:
         lo, hi = c["success_ci95"]
         lines.append(
-            f"| {c['task']} | {method_label(c['method'], c['privileged'])} | "
+            f"| {c['task']} | {method_label(c['method'], c['privileged'], c.get('goals', 'final'))} | "
             f"{100 * c['success']:.0f} % [{100 * lo:.0f}, {100 * hi:.0f}] (n={c['episodes']}) | "
             f"{100 * c['success_any']:.0f} % | {fmt(c['mean_steps_to_success'], '.1f')} | "
             f"{fmt(c['plan_s_median'], '.3f')} / {fmt(c['plan_s_p95'], '.3f')} | "
@@ -206,20 +211,20 @@ def plot_success(results: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     tasks = list(dict.fromkeys(c["task"] for c in results["cells"]))
-    methods = list(dict.fromkeys((c["method"], c["privileged"]) for c in results["cells"]))
+    methods = list(dict.fromkeys((c["method"], c["privileged"], c.get("goals", "final")) for c in results["cells"]))
     width = 0.8 / len(methods)
-    fig, ax = plt.subplots(figsize=(1.8 + 1.6 * len(tasks), 3.8))
-    for i, (method, privileged) in enumerate(methods):
+    fig, ax = plt.subplots(figsize=(3.8 + 1.6 * len(tasks), 3.8))
+    for i, (method, privileged, goals) in enumerate(methods):
         cells = [next(c for c in results["cells"] if c["task"] == t and c["method"] == method) for t in tasks]
         x = np.arange(len(tasks)) + (i - (len(methods) - 1) / 2) * width
         rates = np.array([c["success"] for c in cells])
         err = np.array([[r - c["success_ci95"][0], c["success_ci95"][1] - r] for r, c in zip(rates, cells)]).T
-        ax.bar(x, 100 * rates, width, yerr=100 * err, capsize=3, label=method_label(method, privileged),
-               hatch="//" if privileged else None)
+        ax.bar(x, 100 * rates, width, yerr=100 * err, capsize=3, label=method_label(method, privileged, goals),
+               hatch=("//" if privileged else "") + (".." if goals == "subgoals" else "") or None)
     ax.set_xticks(np.arange(len(tasks)), tasks)
     ax.set_ylabel("success at end (%), 95 % CI")
     ax.set_ylim(0, 105)
-    ax.legend(fontsize=8, loc="upper right")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # beside the bars, never over one
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

@@ -7,7 +7,8 @@
 # skips finished work, so re-running after an interruption continues where it stopped.
 #   bash scripts/pipeline.sh                       # everything under runs/pipeline
 #   RUN=runs/other bash scripts/pipeline.sh        # elsewhere
-#   ARGS_pretrain="optim.total_steps=3000" bash scripts/pipeline.sh   # extra Hydra overrides for a stage
+#   ARGS_pretrain="train.steps=3000" bash scripts/pipeline.sh   # extra Hydra overrides for a stage
+# Every stage writes into its own output_dir (Hydra's .hydra/ and the stage's log included).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUN=${RUN:-runs/pipeline}
@@ -25,16 +26,14 @@ stage() {  # stage NAME COMMAND...: run with the overrides in $ARGS_NAME, log to
 }
 
 echo "pipeline started $(date -u +%FT%TZ) at commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown)" >> "$TIMES"
-stage collect_videos python scripts/collect_videos.py out_dir="$RUN/videos" hydra.run.dir="$RUN/hydra/collect_videos"
-stage pretrain python scripts/pretrain.py data.root="$RUN/videos" run_dir="$RUN/pretrain" \
-  resume=true hydra.run.dir="$RUN/hydra/pretrain"
-stage collect_robot_logs python scripts/collect_robot_logs.py out_dir="$RUN/robot_logs" hydra.run.dir="$RUN/hydra/collect_robot_logs"
+stage collect_videos python scripts/collect_videos.py output_dir="$RUN/videos"
+stage pretrain python scripts/pretrain.py data.root="$RUN/videos" output_dir="$RUN/pretrain" resume=true
+stage collect_robot_logs python scripts/collect_robot_logs.py output_dir="$RUN/robot_logs"
 stage finetune python scripts/finetune.py encoder.path="$RUN/pretrain/checkpoint" data.root="$RUN/robot_logs" \
-  out_dir="$RUN/finetune" cache.dir="$RUN/embedding_cache" resume=true \
-  hydra.run.dir="$RUN/hydra/finetune"
+  output_dir="$RUN/finetune" cache.dir="$RUN/embedding_cache" resume=true
 stage eval_dynamics python scripts/eval_dynamics.py checkpoint="$RUN/finetune/checkpoint" data.root="$RUN/robot_logs" \
-  out_dir="$RUN/eval_dynamics" hydra.run.dir="$RUN/hydra/eval_dynamics"
+  output_dir="$RUN/eval_dynamics"
 stage benchmark python scripts/benchmark.py methods.learned_cem.world_model="$RUN/finetune/checkpoint" \
-  output_dir="$RUN/benchmark"
+  methods.learned_cem_subgoals.world_model="$RUN/finetune/checkpoint" output_dir="$RUN/benchmark"
 echo "pipeline finished $(date -u +%FT%TZ)" >> "$TIMES"
 cat "$TIMES"
