@@ -6,6 +6,8 @@
     torchrun --nproc_per_node=2 scripts/finetune.py device=cpu ...
 """
 
+import os
+
 import hydra
 from omegaconf import DictConfig
 
@@ -14,7 +16,9 @@ from vjepa_ac.finetune import finetune
 
 @hydra.main(config_path="../configs", config_name="finetune", version_base=None)
 def main(cfg: DictConfig) -> None:
-    print(f"checkpoint: {finetune(cfg)}")
+    path = finetune(cfg)
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(f"checkpoint: {path}")
 
 
 if __name__ == "__main__":

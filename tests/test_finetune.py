@@ -123,7 +123,8 @@ def load_weights_step(run_dir: Path) -> int:
 
 
 def test_bad_dimensions_and_encoder_mismatch_are_named(tmp_path):
-    with pytest.raises(ValueError, match=r"action dimension \(action\) is 6, but config world_model.predictor.action_dim is 7"):
+    with pytest.raises(ValueError, match=r"action dimension \(action\) is 6, "
+                                         r"but config world_model.predictor.action_dim is 7"):
         finetune(_cfg(tmp_path), MovingSquare(16, action_dim=6))
     finetune(_cfg(tmp_path, train={"steps": 2}), MovingSquare(16))
     wider = _cfg(tmp_path, resume=True, encoder={"config": {"hidden_size": 64}})
@@ -150,8 +151,9 @@ def test_missing_inputs_are_named_in_the_order_given(tmp_path):
 def test_finetune_from_the_shipped_world_model_takes_its_encoder(tmp_path):
     """encoder.path=checkpoints/vjepa_ac_tiny works as is: a fine-tuned checkpoint's encoder is found."""
     shipped = ROOT / "checkpoints" / "vjepa_ac_tiny"
-    cfg = _cfg(tmp_path, encoder={"source": "pretrain", "path": str(shipped)}, data={"root": str(FIXTURE), "num_steps": 3},
-               train={"steps": 1, "batch_size": 4}, optim={"warmup_steps": 0})
+    cfg = _cfg(tmp_path, encoder={"source": "pretrain", "path": str(shipped)},
+               data={"root": str(FIXTURE), "num_steps": 3}, train={"steps": 1, "batch_size": 4},
+               optim={"warmup_steps": 0})
     ckpt = finetune(cfg)
     ours, theirs = load_weights(ckpt), load_weights(shipped)
     for k in (k for k in theirs if k.startswith("encoder.")):

@@ -1,6 +1,8 @@
 import copy
 import json
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -15,7 +17,8 @@ from vjepa_ac.pretrain import JEPA, forward_loss, pretrain, validate_config
 from vjepa_ac.training import (NonFiniteLossError, adamw_param_groups, cleanup_distributed, ema_update, set_hparams,
                                setup_distributed)
 
-CONFIGS = os.path.join(os.path.dirname(__file__), "..", "configs")
+REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
+CONFIGS = os.path.join(REPO, "configs")
 SMALL = ["model.crop_size=32", "model.patch_size=8", "model.frames_per_clip=4", "model.hidden_size=48",
          "model.num_attention_heads=2", "model.num_hidden_layers=2", "model.pred_hidden_size=24",
          "model.pred_num_attention_heads=2", "model.pred_num_hidden_layers=2", "train.batch_size=4",
@@ -169,3 +172,17 @@ def test_ddp_two_cpu_processes_match_single_process(tmp_path, spawn, free_port):
     assert any(not torch.allclose(init[k], single[f"m.{k}"]) for k in init)  # training moved the weights
     for k in single:
         torch.testing.assert_close(ddp[k], single[k], rtol=1e-4, atol=1e-5)
+
+
+def test_loader_speed_script_prints_before_and_after(tmp_path):
+    from vjepa_ac.data.video_io import write_video
+
+    for i in range(2):
+        write_video(tmp_path / "videos" / f"{i}.mp4", np.full((16, 32, 32, 3), 40 * i, np.uint8), fps=5)
+    result = subprocess.run([sys.executable, os.path.join(REPO, "scripts", "loader_speed.py"),
+                             f"data.root={tmp_path / 'videos'}", f"output_dir={tmp_path / 'run'}", "epochs=1",
+                             "data.num_workers=0", "train.batch_size=2", "model.crop_size=32"],
+                            capture_output=True, text=True, env={**os.environ, "PYTHONPATH": REPO}, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "| before:" in result.stdout and "| after:" in result.stdout
+    assert list((tmp_path / "run" / "frame_cache").glob("*.u8"))

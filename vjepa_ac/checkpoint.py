@@ -65,7 +65,8 @@ def load_state_into(module: nn.Module, tensors: dict[str, torch.Tensor], source:
         lines = [f"{source} does not match {type(module).__name__}:"]
         for title, items in (("wrong shape", wrong_shape), ("missing", missing), ("unexpected", unexpected)):
             if items:
-                lines.append(f"  {title} ({len(items)}): " + "; ".join(items[:20]) + (" ..." if len(items) > 20 else ""))
+                more = " ..." if len(items) > 20 else ""
+                lines.append(f"  {title} ({len(items)}): " + "; ".join(items[:20]) + more)
         raise CheckpointMismatchError("\n".join(lines))
     module.load_state_dict(tensors, strict=True)
 

@@ -63,7 +63,8 @@ def target_features(target_encoder: VideoEncoder, video: torch.Tensor) -> torch.
 
 
 def forward_loss(model: nn.Module, target_encoder: VideoEncoder, video: torch.Tensor,
-                 masks: list[tuple[torch.Tensor, torch.Tensor]], autocast: torch.autocast) -> tuple[torch.Tensor, torch.Tensor]:
+                 masks: list[tuple[torch.Tensor, torch.Tensor]],
+                 autocast: torch.autocast) -> tuple[torch.Tensor, torch.Tensor]:
     """The JEPA loss of one batch, and the target encoder's raw features (for the collapse monitor)."""
     with autocast:
         feats = target_features(target_encoder, video)
@@ -122,7 +123,7 @@ def step_flops(config, masks: list[tuple[torch.Tensor, torch.Tensor]], batch_siz
 # ----------------------------------------------------------------------------- the objective
 
 
-def build_dataset(cfg: DictConfig, dist_info: DistInfo) -> VideoClipDataset:
+def build_dataset(cfg: DictConfig, is_main: bool = True) -> VideoClipDataset:
     """The clips of `data.root`, decoded once into the frame cache when `data.frame_cache` names a folder."""
     d = cfg.data
     dataset = VideoClipDataset(d.root, frames_per_clip=d.frames_per_clip, frame_step=d.frame_step,
@@ -130,7 +131,7 @@ def build_dataset(cfg: DictConfig, dist_info: DistInfo) -> VideoClipDataset:
                                crop_scale=tuple(d.crop_scale))
     if d.get("frame_cache"):
         main_first(lambda build: dataset.use_frame_cache(d.frame_cache, build=build, num_workers=d.num_workers),
-                   dist_info.is_main)
+                   is_main)
     return dataset
 
 
@@ -150,11 +151,11 @@ class Pretraining(Objective):
                         "target_encoder": self.target_encoder}
         self.optimizer = torch.optim.AdamW(adamw_param_groups(self.model, cfg.optim.weight_decay), lr=cfg.optim.lr,
                                            betas=tuple(cfg.optim.betas))
-        self.dataset = build_dataset(cfg, dist_info) if dataset is None else dataset
+        self.dataset = build_dataset(cfg, dist_info.is_main) if dataset is None else dataset
         self.num_workers = cfg.data.num_workers
         self.saved_config = cfg
-        self.grid = (cfg.data.frames_per_clip // self.config.tubelet_size, self.config.crop_size // self.config.patch_size,
-                     self.config.crop_size // self.config.patch_size)
+        side = self.config.crop_size // self.config.patch_size
+        self.grid = (cfg.data.frames_per_clip // self.config.tubelet_size, side, side)
         self.mask_sets = mask_sets(cfg)
         self.bf16 = cfg.optim.bf16 and device.type == "cuda"
         self.autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=self.bf16)

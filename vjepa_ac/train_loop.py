@@ -36,7 +36,8 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from vjepa_ac.checkpoint import load_state_into, load_train_state, load_weights, resolve_checkpoint, save_checkpoint, split_prefix
+from vjepa_ac.checkpoint import (load_state_into, load_train_state, load_weights, resolve_checkpoint,
+                                 save_checkpoint, split_prefix)
 from vjepa_ac.training import (DistInfo, ResumableSampler, TensorBoardLogger, all_reduce_mean, check_finite,
                                cleanup_distributed, linear, seed_everything, set_hparams, setup_distributed,
                                warmup_cosine)
@@ -138,7 +139,7 @@ def resume(checkpoint_dir: Path, objective: Objective) -> tuple[int, Path | None
         log.info("resume=true but no checkpoint at %s: starting from scratch", checkpoint_dir)
         return 0, None
     objective.load(checkpoint)
-    state = load_train_state(checkpoint, objective.optimizer)  # restores the RNG: nothing may draw from it before step 1
+    state = load_train_state(checkpoint, objective.optimizer)  # restores the RNG: nothing may draw from it now
     objective.load_run_state(state["extra"])
     log.info("resumed from %s at step %d", checkpoint, state["step"])
     return state["step"], checkpoint
@@ -154,13 +155,11 @@ def run_steps(cfg: DictConfig, objective: Objective, model: nn.Module, dist_info
     if steps_per_epoch == 0:
         raise ValueError(f"{len(objective.dataset)} {objective.unit} ({sampler.per_rank} per process) are fewer "
                          f"than a batch (train.batch_size={t.batch_size} over {world} processes)")
-    # One loader for the whole run: its worker processes persist across epochs. They are seeded from
-    # (seed, rank, first step), so a re-run repeats itself; after a resume, clip order and masks continue
-    # exactly, random crops drawn in workers do not (with num_workers=0 they use the restored RNG).
-    loader = DataLoader(objective.dataset, batch_size=per_rank, sampler=sampler, drop_last=True,
-                        num_workers=objective.num_workers, persistent_workers=objective.num_workers > 0,
-                        pin_memory=dist_info.device.type == "cuda",
-                        generator=torch.Generator().manual_seed(hash((cfg.seed, dist_info.rank, step))))
+    # workers seeded from (seed, rank, first step): a re-run repeats itself; after a resume, clip order
+    # and masks continue exactly, random crops drawn in workers do not (with num_workers=0 they use the
+    # restored RNG)
+    loader = make_loader(objective.dataset, sampler, per_rank, objective.num_workers, dist_info.device,
+                         seed=hash((cfg.seed, dist_info.rank, step)))
     peak = device_peak_flops(cfg.get("peak_tflops"), dist_info.device, objective.bf16)
     deadline = time.monotonic() + 60 * t.max_minutes if t.get("max_minutes") else None
     val_every = t.get("val_every")
@@ -225,6 +224,15 @@ def run_steps(cfg: DictConfig, objective: Objective, model: nn.Module, dist_info
         tb.close()
 
 
+def make_loader(dataset: Dataset, sampler: ResumableSampler, batch_size: int, num_workers: int,
+                device: torch.device, seed: int) -> DataLoader:
+    """The run's one loader: iterate it once per epoch (after `sampler.set_epoch`); its worker
+    processes persist across epochs instead of starting again each time."""
+    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, drop_last=True, num_workers=num_workers,
+                      persistent_workers=num_workers > 0, pin_memory=device.type == "cuda",
+                      generator=torch.Generator().manual_seed(seed))
+
+
 def report(scalars: dict[str, float], step: int, output_dir: Path, tb: TensorBoardLogger, bar: tqdm | None,
            main: bool, peak: float | None) -> None:
     """Scalars to TensorBoard, `metrics.jsonl`, the log and the progress bar (rank 0)."""
@@ -233,7 +241,7 @@ def report(scalars: dict[str, float], step: int, output_dir: Path, tb: TensorBoa
     tb.scalars(scalars, step)
     with open(output_dir / "metrics.jsonl", "a") as f:
         f.write(json.dumps({"step": step, **scalars}) + "\n")
-    line = " ".join(f"{k.split('/')[-1]} {v:.4g}" for k, v in scalars.items())
+    line = " ".join(f"{k} {v:.4g}" for k, v in scalars.items())
     if peak:
         line += f" (device peak {peak / 1e12:.0f} TFLOP/s)"
     log.info("step %d %s", step, line)

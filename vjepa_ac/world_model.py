@@ -130,7 +130,8 @@ class WorldModel(nn.Module):
         return cls(latents, predictor, cfg.world_model).to(device)
 
     def _as_tensor(self, x, name: str, last_dim: int) -> torch.Tensor:
-        x = torch.as_tensor(np.asarray(x) if not isinstance(x, torch.Tensor) else x, dtype=torch.float32)  # no copy if already float32
+        # no copy if already float32
+        x = torch.as_tensor(np.asarray(x) if not isinstance(x, torch.Tensor) else x, dtype=torch.float32)
         if x.ndim < 2 or x.shape[-1] != last_dim:
             raise ValueError(f"{name} must be [..., {last_dim}], got {tuple(x.shape)} "
                              f"(the world model's {name} dimension is {last_dim})")

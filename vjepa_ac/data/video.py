@@ -98,7 +98,8 @@ class VideoClipDataset(Dataset):
                 continue
             indices = list(range(start, start + self.frames_per_clip * self.frame_step, self.frame_step))
             try:
-                frames = self.frame_cache.frames(video_idx, indices) if self.frame_cache else read_frames(path, indices)
+                frames = (self.frame_cache.frames(video_idx, indices) if self.frame_cache
+                          else read_frames(path, indices))
             except VideoError as e:
                 self.skipped[str(path)] = str(e).removeprefix(f"{path}: ")
                 log.warning("VideoClipDataset: skipping %s: %s (%d files skipped so far)", path,
@@ -138,7 +139,8 @@ def crop_resize(frames: np.ndarray, resolution: int, box: tuple[int, int, int, i
     """uint8 `[T, H, W, 3]` -> uint8 `[T, resolution, resolution, 3]`: the box (top, left, h, w; default
     the centred square) of every frame, resized with antialiasing."""
     top, left, h, w = box or _center_box(*frames.shape[1:3])
-    return _resize(torch.from_numpy(np.ascontiguousarray(frames[:, top:top + h, left:left + w])), resolution, resolution)
+    box_frames = np.ascontiguousarray(frames[:, top:top + h, left:left + w])
+    return _resize(torch.from_numpy(box_frames), resolution, resolution)
 
 
 def resize_short_side(frames: np.ndarray, side: int) -> torch.Tensor:

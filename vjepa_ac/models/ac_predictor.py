@@ -41,7 +41,8 @@ class ACPredictorConfig:
         if self.dim % self.heads != 0:
             raise ValueError(f"predictor.dim={self.dim} is not divisible by predictor.heads={self.heads}")
         if self.dim // self.heads < 6 or (self.dim // self.heads) % 2:
-            raise ValueError(f"predictor head size dim/heads = {self.dim // self.heads} must be even and >= 6 (3D RoPE)")
+            raise ValueError(f"predictor head size dim/heads = {self.dim // self.heads} must be even and >= 6 "
+                             f"(3D RoPE)")
 
     @property
     def tokens_per_frame(self) -> int:
@@ -175,7 +176,8 @@ class ACPredictor(nn.Module):
         return torch.cat([a, s, f], dim=2).flatten(1, 2)
 
     def _readout(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-        """Frame-token outputs `[B, T*(N+2), dim]` -> layer-normed latents `[B, T, N, D]` (inputs `z [B|1, T, N, D]`)."""
+        """Frame-token outputs `[B, T*(N+2), dim]` -> layer-normed latents `[B, T, N, D]`
+        (inputs `z [B|1, T, N, D]`)."""
         x = x.unflatten(1, (z.shape[1], self.cfg.tokens_per_frame + 2))[:, :, 2:]
         out = self.head(self.norm(x))
         if self.cfg.residual:
