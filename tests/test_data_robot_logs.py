@@ -288,12 +288,16 @@ def test_dataloader_with_workers(dataset_root):
 LEROBOT_PYTHON = os.environ.get("LEROBOT_PYTHON")
 
 
-@pytest.mark.skipif(not LEROBOT_PYTHON, reason="set LEROBOT_PYTHON to a Python where `ledataset` (PyPI lerobot-dataset) "
-                    "and a video decoder (torchcodec) import; LeRobot's torchvision does not import beside torch 2.13 CPU")
+@pytest.mark.skipif(not LEROBOT_PYTHON, reason="set LEROBOT_PYTHON to a Python where LeRobot's LeRobotDataset "
+                    "imports (PyPI `lerobot`, or its standalone `lerobot-dataset`) with a video decoder (torchcodec); "
+                    "LeRobot's torchvision does not import beside the CPU torch 2.13 build, so use a separate venv")
 def test_lerobot_reads_our_dataset(dataset_root):
     script = textwrap.dedent(f"""
         import json, sys
-        from ledataset.datasets.lerobot_dataset import LeRobotDataset
+        try:
+            from lerobot.datasets.lerobot_dataset import LeRobotDataset     # PyPI lerobot
+        except ImportError:
+            from ledataset.datasets.lerobot_dataset import LeRobotDataset   # PyPI lerobot-dataset (standalone)
         ds = LeRobotDataset("local/ours", root=sys.argv[1])
         out = {{"len": len(ds), "episodes": ds.num_episodes, "tasks": list(ds.meta.tasks.index), "items": []}}
         for i in range(len(ds)):
