@@ -1,0 +1,97 @@
+"""Rank correlation between goal-image energies and the task's privileged distance on held-out
+noisy-expert episodes, for raw pixels and a world model's frozen encoder (configs/energy_ranking.yaml).
+
+    python scripts/energy_ranking.py
+"""
+import logging
+from pathlib import Path
+
+import gymnasium as gym
+import hydra
+import numpy as np
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+import envs
+from envs.rollouts import Episode, record_episode
+from planners.benchmark import resolve_device
+from planners.energy_ranking import Embed, goal_energies, markdown_table, pixel_embedding, rank_correlation
+from vjepa_ac import WorldModel
+from vjepa_ac.files import write_json, write_text_atomic
+
+log = logging.getLogger("energy_ranking")
+
+
+class NoisyExpert:
+    """The scripted expert (PRIVILEGED: it reads the simulator) with motion noise; with probability
+    `random_prob` a step is a uniformly random move and gripper command instead (rotation held)."""
+
+    def __init__(self, env: gym.Env, noise: float, random_prob: float, rng: np.random.Generator):
+        self.expert = envs.make_expert(env, noise=noise, rng=rng)
+        self.high = env.action_space.high
+        self.random_prob, self.rng = random_prob, rng
+
+    def act(self) -> np.ndarray:
+        if self.rng.random() >= self.random_prob:
+            return self.expert.act()
+        action = self.rng.uniform(-self.high, self.high).astype(np.float32)
+        action[3:6] = 0.0
+        return action
+
+
+def encoder_embedding(world_model: WorldModel, batch_size: int) -> Embed:
+    def embed(frames: np.ndarray) -> np.ndarray:
+        return np.concatenate([world_model.encode(frames[i:i + batch_size]).float().cpu().numpy()
+                               for i in range(0, len(frames), batch_size)])
+    return embed
+
+
+def record(env: gym.Env, cfg: DictConfig) -> list[Episode]:
+    seeds = range(cfg.seed, cfg.seed + cfg.episodes)
+    return [record_episode(env, NoisyExpert(env, cfg.expert_noise, cfg.random_action_prob, np.random.default_rng(s)),
+                           s, info_keys=("distances",)) for s in seeds]
+
+
+@hydra.main(config_path="../configs", config_name="energy_ranking", version_base=None)
+def main(cfg: DictConfig) -> None:
+    torch.set_num_threads(cfg.threads)
+    representations = {"pixels": pixel_embedding}
+    if cfg.world_model:
+        world_model = WorldModel.from_checkpoint(cfg.world_model, resolve_device(cfg.device))
+        representations[f"encoder ({Path(cfg.world_model).name})"] = encoder_embedding(world_model, cfg.batch_size)
+    results = {}
+    for task in cfg.tasks:
+        env_cfg = OmegaConf.to_container(cfg.envs[task], resolve=True)
+        env_cfg.pop("task")
+        key = cfg.task_distance[task]
+        results[task] = {}
+        for camera in cfg.cameras:
+            env = envs.make_env(task, **{**env_cfg, "camera": camera})
+            episodes = record(env, cfg)
+            env.close()
+            distances = [np.array([d[key] for d in episode.info["distances"]]) for episode in episodes]
+            results[task][camera] = {
+                name: rank_correlation([goal_energies(embed, e.frames, e.goal_pixels) for e in episodes], distances,
+                                       cfg.bootstrap, cfg.seed)
+                for name, embed in representations.items()}
+            log.info("%s / %s (%s): %s", task, camera, key,
+                     ", ".join(f"{name} {r}" for name, r in results[task][camera].items()))
+
+    table = markdown_table(results)
+    print(table)
+    out = Path(cfg.output_dir)
+    header = (f"Spearman rank correlation between the L1 energy to the goal image and the PRIVILEGED task "
+              f"distance, within each episode, mean over episodes [bootstrap 95 % interval]; {cfg.episodes} "
+              f"episodes per cell, seeds {cfg.seed}+, expert noise {cfg.expert_noise}, random steps "
+              f"{cfg.random_action_prob}.\n\n")
+    write_text_atomic(out / "energy_ranking.md", header + table + "\n")
+    write_json(out / "energy_ranking.json", {
+        "task_distance": {t: cfg.task_distance[t] for t in cfg.tasks},
+        "settings": OmegaConf.to_container(cfg, resolve=True),
+        "results": {t: {c: {name: vars(r) for name, r in reps.items()} for c, reps in cams.items()}
+                    for t, cams in results.items()}})
+    log.info("wrote %s", out / "energy_ranking.md")
+
+
+if __name__ == "__main__":
+    main()
