@@ -1,4 +1,4 @@
-"""Multi-block 3D masks for V-JEPA, sampled per batch in the DataLoader's collate.
+"""Multi-block 3D masks for V-JEPA, sampled per batch (in the training process, see pretrain.py).
 
 Each mask set (V-JEPA: short-range = 8 blocks at spatial scale 0.15, long-range = 2 blocks at 0.7)
 places `num_blocks` rectangles of one size (area `spatial_scale` of the frame, aspect ratio drawn
@@ -7,8 +7,8 @@ clip's time steps (1.0: all of them). Targets are the union of the tubes, the co
 complement. Sizes are drawn once per batch and positions per clip; context and target index lists
 are then cut to the batch's shortest (keeping a random subset, in position order) so they stack.
 
-Randomness is a pure function of (seed, rank, epoch, batch index): DataLoader workers, resumed runs
-and a re-run all draw the same masks.
+Randomness comes from the generator passed in; pretraining seeds it with (seed, rank, epoch, batch
+index), so resumed runs and re-runs draw the same masks whatever the number of loader workers.
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from torch.utils.data import get_worker_info
 
 
 @dataclass(frozen=True)
@@ -89,35 +88,3 @@ def sample_masks(batch_size: int, grid: tuple[int, int, int], mask_sets: list[Ma
         out.append((torch.from_numpy(np.stack([_random_subset_sorted(c, nc, rng) for c in ctx])),
                     torch.from_numpy(np.stack([_random_subset_sorted(t, nt, rng) for t in tgt]))))
     return out
-
-
-class MultiBlockMaskCollator:
-    """collate_fn: stacks clips `[T, C, H, W]` into `video [B, T, C, H, W]` and samples the masks.
-
-    Returns {"video": ..., "masks": [(context_ids, target_ids) per mask set], "batch_index": int}.
-    The batch index is counted per epoch from `set_epoch(epoch, start_batch)`, knowing that a
-    DataLoader hands batch i to worker i % num_workers.
-    """
-
-    def __init__(self, grid: tuple[int, int, int], mask_sets: list[MaskSet], seed: int = 0, rank: int = 0):
-        for i, s in enumerate(mask_sets):
-            s.validate(f"masks[{i}]")
-        self.grid, self.mask_sets, self.seed, self.rank = tuple(grid), list(mask_sets), seed, rank
-        self.epoch, self.start_batch, self.calls = 0, 0, 0
-
-    def set_epoch(self, epoch: int, start_batch: int = 0) -> None:
-        self.epoch, self.start_batch, self.calls = epoch, start_batch, 0
-
-    def _next_batch_index(self) -> int:
-        info = get_worker_info()
-        workers, worker_id = (info.num_workers, info.id) if info is not None else (1, 0)
-        index = self.start_batch + self.calls * workers + worker_id
-        self.calls += 1
-        return index
-
-    def __call__(self, items: list[torch.Tensor]) -> dict:
-        batch_index = self._next_batch_index()
-        rng = np.random.default_rng([self.seed, self.rank, self.epoch, batch_index])
-        video = torch.stack(items)
-        return {"video": video, "masks": sample_masks(len(items), self.grid, self.mask_sets, rng),
-                "batch_index": batch_index}
