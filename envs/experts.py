@@ -9,6 +9,7 @@ import gymnasium as gym
 import numpy as np
 
 from envs.rotations import mat_to_euler, quat_to_mat, wrap_angle
+from vjepa_ac.state_action import ROTATION_DIMS
 
 APPROACH_HEIGHT = 0.1     # pre-grasp / pre-place waypoint above the object
 MIN_GRASP_Z = 0.02        # lowest end-effector height for a grasp (fingertips stay off the table)
@@ -104,3 +105,20 @@ def make_expert(env: gym.Env, noise: float = 0.0, rng: np.random.Generator | Non
     """Scripted expert for ``env`` (any of the four tasks); ``noise`` is the std of Gaussian noise on
     the motion part of the action (position and rotation deltas) as a fraction of their bounds."""
     return ScriptedExpert(env, noise=noise, rng=rng)
+
+
+class ExpertWithRandomSteps:
+    """The scripted expert (PRIVILEGED: it reads the simulator) with motion noise; with probability
+    `random_prob` a step is a uniformly random move and gripper command instead (rotation held)."""
+
+    def __init__(self, env: gym.Env, noise: float, random_prob: float, rng: np.random.Generator):
+        self.expert = make_expert(env, noise=noise, rng=rng)
+        self.high = env.action_space.high
+        self.random_prob, self.rng = random_prob, rng
+
+    def act(self) -> np.ndarray:
+        if self.rng.random() >= self.random_prob:
+            return self.expert.act()
+        action = self.rng.uniform(-self.high, self.high).astype(np.float32)
+        action[list(ROTATION_DIMS)] = 0.0
+        return action

@@ -22,23 +22,6 @@ from vjepa_ac.files import write_json, write_text_atomic
 log = logging.getLogger("energy_ranking")
 
 
-class NoisyExpert:
-    """The scripted expert (PRIVILEGED: it reads the simulator) with motion noise; with probability
-    `random_prob` a step is a uniformly random move and gripper command instead (rotation held)."""
-
-    def __init__(self, env: gym.Env, noise: float, random_prob: float, rng: np.random.Generator):
-        self.expert = envs.make_expert(env, noise=noise, rng=rng)
-        self.high = env.action_space.high
-        self.random_prob, self.rng = random_prob, rng
-
-    def act(self) -> np.ndarray:
-        if self.rng.random() >= self.random_prob:
-            return self.expert.act()
-        action = self.rng.uniform(-self.high, self.high).astype(np.float32)
-        action[3:6] = 0.0
-        return action
-
-
 def encoder_embedding(world_model: WorldModel, batch_size: int) -> Embed:
     def embed(frames: np.ndarray) -> np.ndarray:
         return np.concatenate([world_model.encode(frames[i:i + batch_size]).float().cpu().numpy()
@@ -48,7 +31,7 @@ def encoder_embedding(world_model: WorldModel, batch_size: int) -> Embed:
 
 def record(env: gym.Env, cfg: DictConfig) -> list[Episode]:
     seeds = range(cfg.seed, cfg.seed + cfg.episodes)
-    return [record_episode(env, NoisyExpert(env, cfg.expert_noise, cfg.random_action_prob, np.random.default_rng(s)),
+    return [record_episode(env, envs.ExpertWithRandomSteps(env, cfg.expert_noise, cfg.random_action_prob, np.random.default_rng(s)),
                            s, info_keys=("distances",)) for s in seeds]
 
 
