@@ -90,16 +90,17 @@ def read_episode(path: Path) -> dict | None:
         return None
 
 
-# Per-process cache: (task, method) -> (env, world model, planner), so a worker builds them once.
-_CELLS: dict[tuple[str, str], tuple] = {}
+# Per-process cache: a cell's settings -> (env, world model, planner), so a worker builds them once.
+_CELLS: dict[str, tuple] = {}
 
 
 def _build_cell(cfg: dict, job: Job, make_env: Callable, make_expert: Callable) -> tuple:
-    key = (job.task, job.method)
+    method = cfg["methods"][job.method]
+    env_cfg = {**cfg["envs"][job.task], **method.get("env", {})}
+    key = json.dumps([env_cfg, method, cfg["device"]], sort_keys=True, default=str)  # not just the names
     if key not in _CELLS:
-        env_cfg = dict(cfg["envs"][job.task])
         env = make_env(env_cfg.pop("task"), **env_cfg)
-        _CELLS[key] = (env, *build_method(cfg["methods"][job.method], env, make_expert, resolve_device(cfg["device"])))
+        _CELLS[key] = (env, *build_method(method, env, make_expert, resolve_device(cfg["device"])))
     return _CELLS[key]
 
 

@@ -5,9 +5,12 @@ a `kind`:
   random   uniformly random actions within the bounds
   expert   the scripted expert (PRIVILEGED: reads the simulator state); `noise` on its actions
   planner  `planner` (a configs/planner/*.yaml dict) over `world_model`: a checkpoint directory
-           (learned: pixels + proprioception only) or "oracle" (PRIVILEGED: the simulator)
+           (learned: pixels + proprioception only), a mapping of camera views to checkpoint
+           directories ({pixels: ..., wrist_pixels: ...}: `planners.views`), or "oracle"
+           (PRIVILEGED: the simulator)
 and optionally `goals` ("final": plan toward the goal image; "subgoals": toward the env's subgoal
-images in turn, then the goal) and `execute_steps` (actions executed per plan). Scripts and the
+images in turn, then the goal), `execute_steps` (actions executed per plan) and `env` (env config
+overrides for this method's cells, e.g. {wrist_camera: true} for a wrist view). Scripts and the
 benchmark build every method here and nowhere else.
 """
 from __future__ import annotations
@@ -25,6 +28,7 @@ from planners.policy import NullWorldModel, PolicyPlanner, RandomActions
 from planners.protocol import WorldModel
 from planners.sampling import CEM, MPPI, RandomShooting
 from planners.subgoals import SubgoalSwitch
+from planners.views import MultiViewWorldModel
 
 PLANNERS = {"cem": CEM, "mppi": MPPI, "random_shooting": RandomShooting, "gradient": GradientPlanner}
 METHOD_KINDS = ("random", "expert", "planner")
@@ -45,9 +49,12 @@ def make_planner(cfg: Mapping, action_space) -> Planner:
         raise ValueError(f"bad planner config for {name!r} ({PLANNERS[name].__name__}): {error}") from None
 
 
-def load_world_model(source: str, env=None, device: str = "cpu") -> WorldModel:
-    """`source` is a checkpoint directory (the learned world model) or "oracle" (PRIVILEGED: the
-    env's simulator as the world model)."""
+def load_world_model(source: str | Mapping[str, str], env=None, device: str = "cpu") -> WorldModel:
+    """`source` is a checkpoint directory (the learned world model), a mapping of observation keys
+    (camera views) to checkpoint directories, or "oracle" (PRIVILEGED: the env's simulator as the
+    world model)."""
+    if isinstance(source, Mapping):
+        return MultiViewWorldModel({view: load_world_model(path, env, device) for view, path in source.items()})
     if source == ORACLE:
         if env is None:
             raise ValueError("the privileged oracle world model needs the env")
@@ -72,8 +79,9 @@ def check_method(name: str, method: Mapping) -> None:
     if method.get("goals", "final") not in GOAL_MODES:
         raise ValueError(f"methods.{name}.goals must be one of {GOAL_MODES}, got {method['goals']!r}")
     if method["kind"] == "planner" and method.get("world_model") != ORACLE:
+        source = method.get("world_model")
         try:
-            load_world_model(str(method.get("world_model")))
+            load_world_model(source if isinstance(source, Mapping) else str(source))
         except (OSError, ValueError, KeyError) as error:
             raise type(error)(f"methods.{name}.world_model: {error}") from None
 

@@ -1,8 +1,9 @@
 """The MPC loop: observe, encode, plan, execute the first action(s), repeat.
 
-The planner and the world model see only what a robot sees: the camera frame (`obs["pixels"]`),
-the proprioceptive state (`obs["state"]`) and the goal image (`info["goal_pixels"]`), optionally
-preceded by subgoal images (`info["subgoal_pixels"]` at reset, in order; `planners.subgoals` decides
+The planner and the world model see only what a robot sees: the camera frame (`obs["pixels"]`,
+or every view the world model encodes, e.g. `obs["wrist_pixels"]`), the proprioceptive state
+(`obs["state"]`) and the goal image (`info["goal_pixels"]`, per view `info["goal_<view>"]`), optionally
+preceded by subgoal images (`info["subgoal_<view>"]` at reset, in order; `planners.subgoals` decides
 when to move on). Success flags and task distances from `info` are recorded as metrics; they never
 steer planning (the privileged oracle world model reads the simulator by itself, and says so).
 """
@@ -28,6 +29,7 @@ class TimedWorldModel:
         self.privileged = world_model.privileged
         self.action_dim = world_model.action_dim
         self.resolution = world_model.resolution
+        self.views = world_model.views
         self.encode_s = 0.0
         self.rollout_s = 0.0
 
@@ -77,7 +79,7 @@ class EpisodeResult:
     switched_at: list[int] = field(default_factory=list)  # env step of each move to the next goal
     records: list[StepRecord] = field(default_factory=list)
     frames: list[np.ndarray] = field(default_factory=list)  # camera frames, first = after reset
-    goal_pixels: list[np.ndarray] = field(default_factory=list)  # subgoal images, then the goal
+    goal_pixels: list[np.ndarray] = field(default_factory=list)  # subgoal images, then the goal (first view)
 
     def time_per_action(self) -> dict[str, float]:
         """Mean planning seconds per executed action, total and split."""
@@ -116,24 +118,41 @@ def check_goal_image(goal: np.ndarray, frame: np.ndarray, world_model: WorldMode
     if goal.shape != frame.shape:
         raise ValueError(f"goal image has shape {goal.shape} but camera frames are {frame.shape}: render the goal at the env's resolution")
     resolution = world_model.resolution
-    if resolution is not None and frame.shape[:2] != (resolution, resolution):
+    height, width = frame.shape[-3:-1]
+    if resolution is not None and (height, width) != (resolution, resolution):
         raise ValueError(
-            f"camera frames are {frame.shape[0]}x{frame.shape[1]} but the world model encodes "
+            f"camera frames are {height}x{width} but the world model encodes "
             f"{resolution}x{resolution} frames: set the env's resolution to {resolution}"
         )
 
 
-def episode_goals(info: dict, subgoals: SubgoalSwitch | None) -> list[np.ndarray]:
-    """The goal images of an episode from the reset info: the goal alone, or, with a subgoal
-    switch, the subgoal images in order and then the goal."""
-    goal = np.asarray(info["goal_pixels"])
+def view_frames(images: list[np.ndarray]) -> np.ndarray:
+    """One image per view -> the frame a world model encodes: [H, W, 3] for one view, else [V, H, W, 3]."""
+    return np.asarray(images[0]) if len(images) == 1 else np.stack(images)
+
+
+def observation_frame(obs: dict, views: tuple[str, ...]) -> np.ndarray:
+    missing = [v for v in views if v not in obs]
+    if missing:
+        raise ValueError(f"the world model encodes views {views} but the observation lacks {missing} "
+                         "(for wrist_pixels make the env with wrist_camera=true)")
+    return view_frames([obs[v] for v in views])
+
+
+def episode_goals(info: dict, subgoals: SubgoalSwitch | None, views: tuple[str, ...] = ("pixels",)) -> list[np.ndarray]:
+    """The goal frames of an episode from the reset info: the goal alone, or, with a subgoal
+    switch, the subgoal images in order and then the goal (each view's images side by side)."""
+    missing = [f"goal_{v}" for v in views if f"goal_{v}" not in info]
+    if missing:
+        raise ValueError(f"the reset info lacks the goal images {missing} of the world model's views {views}")
+    goal = view_frames([info[f"goal_{v}"] for v in views])
     if subgoals is None:
         return [goal]
-    images = info.get("subgoal_pixels")
-    if not images:
-        raise ValueError("subgoal-conditioned MPC needs info['subgoal_pixels'] (a non-empty list) at reset; "
-                         "this env gives none")
-    return [np.asarray(image) for image in images] + [goal]
+    per_view = [info.get(f"subgoal_{v}") for v in views]
+    if not all(per_view) or len({len(images) for images in per_view}) != 1:
+        raise ValueError(f"subgoal-conditioned MPC needs info['subgoal_<view>'] (non-empty lists of equal length) "
+                         f"at reset for the views {views}; this env gives none or a mismatch")
+    return [view_frames(list(images)) for images in zip(*per_view)] + [goal]
 
 
 def run_episode(
@@ -159,9 +178,9 @@ def run_episode(
     check_compatible(env, world_model, planner)
     timed = TimedWorldModel(world_model)
     obs, info = env.reset(seed=seed)
-    goals = episode_goals(info, subgoals)
+    goals = episode_goals(info, subgoals, world_model.views)
     for goal in goals:
-        check_goal_image(goal, obs["pixels"], world_model)
+        check_goal_image(goal, observation_frame(obs, world_model.views), world_model)
     planner.reset(seed=seed)
 
     start = time.perf_counter()
@@ -172,7 +191,7 @@ def run_episode(
     result = EpisodeResult(
         seed=seed, steps=0, success_at_end=False, success_any=False, first_success_step=None, final_distances={},
         goal_encode_s=goal_encode_s, privileged=world_model.privileged, num_goals=len(goals),
-        switched_at=tracker.switched_at, goal_pixels=goals,
+        switched_at=tracker.switched_at, goal_pixels=[goal if goal.ndim == 3 else goal[0] for goal in goals],
     )
     if record_frames:
         result.frames.append(obs["pixels"].copy())
@@ -180,7 +199,7 @@ def run_episode(
     done = False
     while not done and result.steps < limit:
         timed.encode_s = timed.rollout_s = 0.0
-        z_now = timed.encode(obs["pixels"][None])
+        z_now = timed.encode(observation_frame(obs, world_model.views)[None])
         energy_now = float(latent_l1_energy(z_now[:, None], z_goals[tracker.index:tracker.index + 1])[0])
         if tracker.update(result.steps, energy_now):
             energy_now = float(latent_l1_energy(z_now[:, None], z_goals[tracker.index:tracker.index + 1])[0])

@@ -2,8 +2,10 @@
 
 The contract (docs/architecture.md, "WorldModel"): `encode` frames to embeddings, `encode_goal` a
 goal image (the same as `encode` for a learned model), `rollout` a batch of candidate action
-sequences, and three facts the loop checks before it plans: `action_dim`, `resolution` (None when
-any frame size will do) and `privileged` (True when the model reads the simulator).
+sequences, and the facts the loop checks before it plans: `action_dim`, `resolution` (None when
+any frame size will do), `privileged` (True when the model reads the simulator) and `views` (the
+observation keys it encodes: ("pixels",) for one camera, frames [B, H, W, 3]; with several views
+frames are [B, V, H, W, 3], see `planners.views`).
 """
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ class WorldModel(Protocol):
     privileged: bool  # reads simulator state (a baseline, never the learned planner)
     action_dim: int | None  # checked against the env's action space; None: any
     resolution: int | None  # square frame size the model encodes; None: any
+    views: tuple[str, ...]  # observation keys encoded, in order (goal images: "goal_<key>", "subgoal_<key>")
 
     def encode(self, frames: np.ndarray | torch.Tensor) -> torch.Tensor:
         """uint8 frames [B, H, W, 3] -> embeddings z [B, N, D]."""
@@ -42,6 +45,7 @@ class WorldModelDefaults:
     privileged = False
     action_dim: int | None = None
     resolution: int | None = None
+    views: tuple[str, ...] = ("pixels",)
 
     def encode(self, frames) -> torch.Tensor:
         raise NotImplementedError

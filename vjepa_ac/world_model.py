@@ -88,6 +88,7 @@ class WorldModel(nn.Module):
     "WorldModel"). It sees pixels and proprioception only: `privileged` is False."""
 
     privileged = False
+    views = ("pixels",)  # one camera: the env's obs["pixels"] (several: planners.views.MultiViewWorldModel)
 
     def __init__(self, latents: FrameLatents, predictor: ACPredictor, spec: DictConfig | dict):
         super().__init__()

@@ -1,0 +1,75 @@
+"""Several camera views as one world model: tokens concatenated, energy averaged over views, the
+MPC loop and the benchmark feeding each view its frames and goal images."""
+import json
+
+import numpy as np
+import pytest
+import torch
+
+import envs
+from planners.benchmark import run_benchmark
+from planners.energy import latent_l1_energy
+from planners.oracle import PrivilegedOracleWorldModel
+from planners.synthetic import LinearWorldModel
+from planners.views import MultiViewWorldModel
+
+SHIPPED = "checkpoints/vjepa_ac_tiny"
+
+
+def two_views() -> tuple[MultiViewWorldModel, LinearWorldModel, LinearWorldModel]:
+    front, wrist = LinearWorldModel(seed=0), LinearWorldModel(seed=1)
+    return MultiViewWorldModel({"pixels": front, "wrist_pixels": wrist}), front, wrist
+
+
+def test_tokens_concatenate_and_the_energy_is_the_mean_over_views():
+    model, front, wrist = two_views()
+    rng = np.random.default_rng(0)
+    frames = rng.integers(0, 256, (3, 2, 8, 8, 3), dtype=np.uint8)   # [B, V, H, W, 3]
+    z = model.encode(frames)
+    assert z.shape == (3, 2 * front.num_tokens, front.dim) and model.views == ("pixels", "wrist_pixels")
+    torch.testing.assert_close(z[:, :front.num_tokens], front.encode(frames[:, 0]))
+    actions = torch.randn(5, 2, 7)
+    z_pred = model.rollout(z[:1], torch.zeros(1, 7), actions)
+    goal = model.encode_goal(frames[1:2])
+    per_view = [latent_l1_energy(m.rollout(z[:1, i * 2:(i + 1) * 2], torch.zeros(1, 7), actions),
+                                 goal[:, i * 2:(i + 1) * 2]) for i, m in enumerate((front, wrist))]
+    torch.testing.assert_close(latent_l1_energy(z_pred, goal), (per_view[0] + per_view[1]) / 2)
+
+
+def test_views_must_agree_and_the_oracle_is_not_a_view():
+    with pytest.raises(ValueError, match=">= 2 views"):
+        MultiViewWorldModel({"pixels": LinearWorldModel()})
+    with pytest.raises(ValueError, match="action_dim"):
+        MultiViewWorldModel({"pixels": LinearWorldModel(), "wrist_pixels": LinearWorldModel(action_dim=6, num_tokens=2)})
+    env = envs.make_env("reach")
+    with pytest.raises(ValueError, match="oracle"):
+        MultiViewWorldModel({"pixels": LinearWorldModel(), "wrist_pixels": PrivilegedOracleWorldModel(env)})
+    model, *_ = two_views()
+    with pytest.raises(ValueError, match="2 views"):
+        model.encode(np.zeros((1, 8, 8, 3), np.uint8))
+    env.close()
+
+
+def config(tmp_path, wrist_camera: bool) -> dict:
+    method = {"kind": "planner", "world_model": {"pixels": SHIPPED, "wrist_pixels": SHIPPED}, "goals": "subgoals",
+              "planner": {"name": "cem", "horizon": 1, "num_samples": 8, "num_elites": 2, "iterations": 1},
+              "env": {"wrist_camera": wrist_camera}}
+    return {"envs": {"grasp": {"task": "grasp"}}, "tasks": ["grasp"], "run_methods": ["two_views"],
+            "methods": {"two_views": method}, "task_distance": {"grasp": "goal_features_l1"},
+            "subgoal_switch": {"mode": "schedule", "steps": [1, 1], "threshold": 0.2, "patience": 3,
+                               "min_improvement": 0.05},
+            "seed": 0, "episodes": 1, "max_steps": 3, "stop_on_success": False, "videos_per_cell": 1,
+            "num_workers": 0, "threads": 1, "device": "cpu", "output_dir": str(tmp_path)}
+
+
+def test_benchmark_plans_with_front_and_wrist_views_through_subgoals(tmp_path):
+    results = run_benchmark(config(tmp_path, wrist_camera=True), tmp_path, envs.make_env, envs.make_expert)
+    episode = json.loads((tmp_path / "episodes/grasp/two_views/seed_0.json").read_text())
+    assert results["cells"][0]["episodes"] == 1 and not results["cells"][0]["privileged"]
+    assert episode["num_goals"] == 3 and episode["switched_at"] == [1, 2]
+    assert (tmp_path / "videos/grasp_two_views_seed0.mp4").stat().st_size > 0
+
+
+def test_a_missing_view_is_named(tmp_path):
+    with pytest.raises(ValueError, match="goal_wrist_pixels"):
+        run_benchmark(config(tmp_path, wrist_camera=False), tmp_path, envs.make_env, envs.make_expert)
