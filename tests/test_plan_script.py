@@ -1,4 +1,5 @@
-"""scripts/plan.py as a newcomer runs it: no arguments but a short budget, on the shipped checkpoint."""
+"""scripts/plan.py and scripts/energy_landscape.py as a newcomer runs them: defaults but a short budget,
+on the shipped checkpoint."""
 import json
 import os
 import subprocess
@@ -41,3 +42,12 @@ def test_the_wheel_ships_the_env_configs(tmp_path):
     for task in ("base", "reach", "grasp", "reach_with_object", "pick_place"):
         assert f"envs/configs/env/{task}.yaml" in names
     assert "envs/assets/scene.xml" in names
+
+
+def test_energy_landscape_runs_on_the_shipped_checkpoint(tmp_path):
+    out = tmp_path / "landscape"
+    subprocess.run([sys.executable, "scripts/energy_landscape.py", "grid_size=3", "threads=1", f"output_dir={out}"],
+                   cwd=REPO, env=ENV, check=True, timeout=300)
+    report = json.loads((out / "energy_landscape.json").read_text())
+    assert set(report["panels"]) == {"world model: checkpoints/vjepa_ac_tiny", "PRIVILEGED simulator (ground truth)"}
+    assert (out / "energy_landscape.png").stat().st_size > 0
