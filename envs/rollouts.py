@@ -2,7 +2,7 @@
 frozen-encoder probe and the scripted experts' success rate.
 
 A policy is anything with ``act() -> action``: a scripted expert (privileged: it reads the simulator)
-or a random-motion policy. Only the gymnasium API and the DESIGN.md observation contract are used.
+or a random-motion policy. Only the gymnasium API and the observation contract of docs/architecture.md are used.
 """
 
 from dataclasses import dataclass, field

@@ -4,7 +4,7 @@ action-conditioned fine-tuning.
 Item: `(frames float[T, C, H, W] ImageNet-normalised, states float[T, S], actions float[T-1, A])`,
 T = `num_steps` frames taken every `frame_stride` control steps. Action k takes frame k to frame k+1:
 with a stride above 1 it is the sum of the per-step delta actions in between (deltas compose by
-addition, the DESIGN.md action convention). Windows never cross episodes; the train/val split is by
+addition, the action convention of vjepa_ac/state_action.py). Windows never cross episodes; the train/val split is by
 episode, never by frame.
 
 Everything is checked when the dataset is built (`lerobot_format`): files, features, dimensions,

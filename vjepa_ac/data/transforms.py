@@ -1,4 +1,4 @@
-"""Pixel conventions shared by datasets and the WorldModel (DESIGN.md, "Frames").
+"""Pixel conventions shared by datasets and the WorldModel (docs/architecture.md, "Frames").
 
 Envs and files hold `uint8 [T, H, W, 3]`; models take `float [.., T, C, H, W]` normalised with the
 ImageNet mean/std, as V-JEPA 2 does.
