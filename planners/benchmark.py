@@ -50,13 +50,6 @@ def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, flo
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
-def resolve_device(device: str) -> str:
-    """"auto" -> "cuda" when a GPU is visible, else "cpu"; anything else as given."""
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return device
-
-
 def validate_config(cfg: dict) -> None:
     """Fail before any episode runs, naming the bad key (learned checkpoints are loaded once here)."""
     unknown = [t for t in cfg["tasks"] if t not in cfg["envs"]]
@@ -100,7 +93,7 @@ def _build_cell(cfg: dict, job: Job, make_env: Callable, make_expert: Callable) 
     key = json.dumps([env_cfg, method, cfg["device"]], sort_keys=True, default=str)  # not just the names
     if key not in _CELLS:
         env = make_env(env_cfg.pop("task"), **env_cfg)
-        _CELLS[key] = (env, *build_method(method, env, make_expert, resolve_device(cfg["device"])))
+        _CELLS[key] = (env, *build_method(method, env, make_expert, cfg["device"]))
     return _CELLS[key]
 
 

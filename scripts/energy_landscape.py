@@ -10,7 +10,6 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 import envs
-from planners.benchmark import resolve_device
 from planners.factory import ORACLE, load_world_model
 from planners.landscape import energy_grid
 from vjepa_ac.files import write_json
@@ -40,7 +39,7 @@ def main(cfg: DictConfig) -> None:
 
     panels = {}
     if cfg.world_model != ORACLE:
-        world_model = load_world_model(cfg.world_model, env, resolve_device(cfg.device))
+        world_model = load_world_model(cfg.world_model, env, cfg.device)
         panels[f"world model: {cfg.world_model}"] = landscape(world_model, obs, goal, cfg, low, high)
     truth, xs, ys = landscape(load_world_model(ORACLE, env), obs, goal, cfg, low, high)
     panels["PRIVILEGED simulator (ground truth)"] = (truth, xs, ys)

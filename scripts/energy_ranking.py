@@ -14,7 +14,6 @@ from omegaconf import DictConfig, OmegaConf
 
 import envs
 from envs.rollouts import Episode, record_episode
-from planners.benchmark import resolve_device
 from planners.energy_ranking import Embed, goal_energies, markdown_table, pixel_embedding, rank_correlation
 from vjepa_ac import WorldModel
 from vjepa_ac.files import write_json, write_text_atomic
@@ -40,7 +39,7 @@ def main(cfg: DictConfig) -> None:
     torch.set_num_threads(cfg.threads)
     representations = {"pixels": pixel_embedding}
     if cfg.world_model:
-        world_model = WorldModel.from_checkpoint(cfg.world_model, resolve_device(cfg.device))
+        world_model = WorldModel.from_checkpoint(cfg.world_model, cfg.device)
         representations[f"encoder ({Path(cfg.world_model).name})"] = encoder_embedding(world_model, cfg.batch_size)
     results = {}
     for task in cfg.tasks:

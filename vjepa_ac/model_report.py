@@ -34,7 +34,6 @@ from torch.utils.data import DataLoader, Dataset
 
 import envs
 from envs.rollouts import Episode, record_episode
-from planners.benchmark import resolve_device
 from planners.energy import latent_l1_energy
 from planners.energy_ranking import RankCorrelation, goal_energies, pixel_embedding, rank_correlation
 from planners.sampling import gripper_commands, uniform_actions
@@ -210,7 +209,7 @@ def evaluate_task(wm: WorldModel, env: gym.Env, distance_key: str, cfg: DictConf
 
 def evaluate(cfg: DictConfig) -> dict[str, TaskReport]:
     """The report of `cfg.world_model` on every task of `cfg.tasks`."""
-    wm = WorldModel.from_checkpoint(cfg.world_model, resolve_device(cfg.device))
+    wm = WorldModel.from_checkpoint(cfg.world_model, cfg.device)
     reports = {}
     for task in cfg.tasks:
         env_cfg = OmegaConf.to_container(cfg.envs[task], resolve=True)

@@ -96,14 +96,22 @@ class DistInfo:
         return self.world_size > 1
 
 
+def resolve_device(device: str | torch.device) -> str | torch.device:
+    """The `device` setting of every job: "auto" -> "cuda" when a GPU is visible, else "cpu"; a
+    "cuda..." device without a GPU fails naming the setting; anything else as given."""
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if str(device).startswith("cuda") and not torch.cuda.is_available():
+        raise RuntimeError(f"device={device} requested but torch.cuda.is_available() is False")
+    return device
+
+
 def setup_distributed(device: str = "auto") -> DistInfo:
     """Initialise DDP when launched by torchrun (WORLD_SIZE > 1): nccl on GPU, gloo on CPU.
 
     `device`: "auto" (cuda if available), "cpu" or "cuda".
     """
-    use_cuda = torch.cuda.is_available() if device == "auto" else device.startswith("cuda")
-    if use_cuda and not torch.cuda.is_available():
-        raise RuntimeError("device=cuda requested but torch.cuda.is_available() is False")
+    use_cuda = str(resolve_device(device)).startswith("cuda")
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))

@@ -28,6 +28,7 @@ from torch import nn
 
 from vjepa_ac.checkpoint import load_config, load_state_into, load_weights, split_prefix
 from vjepa_ac.data.transforms import normalize_frames
+from vjepa_ac.training import resolve_device
 from vjepa_ac.models.ac_predictor import ACPredictor, ACPredictorConfig
 
 
@@ -120,7 +121,8 @@ class WorldModel(nn.Module):
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: str | torch.device = "cpu") -> "WorldModel":
-        """Encoder + predictor + config from one fine-tuning checkpoint directory."""
+        """Encoder + predictor + config from one fine-tuning checkpoint directory, on `device`
+        ("auto": the GPU when one is visible)."""
         cfg = load_config(path)
         if "world_model" not in cfg:
             raise ValueError(f"{Path(path) / 'config.yaml'} has no 'world_model' section: not a fine-tuning checkpoint")
@@ -128,7 +130,7 @@ class WorldModel(nn.Module):
         weights = load_weights(path)
         load_state_into(latents.encoder, split_prefix(weights, "encoder"), source=f"{path} (encoder.*)")
         load_state_into(predictor, split_prefix(weights, "predictor"), source=f"{path} (predictor.*)")
-        return cls(latents, predictor, cfg.world_model).to(device)
+        return cls(latents, predictor, cfg.world_model).to(resolve_device(device))
 
     def _as_tensor(self, x, name: str, last_dim: int) -> torch.Tensor:
         # no copy if already float32
