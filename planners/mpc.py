@@ -179,8 +179,9 @@ def run_episode(
     timed = TimedWorldModel(world_model)
     obs, info = env.reset(seed=seed)
     goals = episode_goals(info, subgoals, world_model.views)
+    first_frame = observation_frame(obs, world_model.views)
     for goal in goals:
-        check_goal_image(goal, observation_frame(obs, world_model.views), world_model)
+        check_goal_image(goal, first_frame, world_model)
     planner.reset(seed=seed)
 
     start = time.perf_counter()
