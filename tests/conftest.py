@@ -1,9 +1,14 @@
+import importlib.util
 import os
 import socket
 import time
+from pathlib import Path
 
 import pytest
 import torch.multiprocessing as mp
+from hydra import compose, initialize_config_dir
+
+ROOT = Path(__file__).resolve().parents[1]
 
 # Headless MuJoCo rendering on CPU-only machines (envs fall back to osmesa if EGL is missing).
 os.environ.setdefault("MUJOCO_GL", "egl")
@@ -32,3 +37,19 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+@pytest.fixture
+def run_script():
+    """`run_script(name, overrides)`: scripts/<name>.py's `main` on configs/<name>.yaml composed with
+    `overrides`, in this process (so a failure shows its traceback in the test)."""
+
+    def run(name: str, overrides: list[str]) -> None:
+        spec = importlib.util.spec_from_file_location(f"{name}_script", ROOT / "scripts" / f"{name}.py")
+        script = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(script)
+        with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base=None):
+            cfg = compose(name, overrides=overrides)
+        script.main(cfg)
+
+    return run

@@ -1,18 +1,13 @@
 """Tests of the offline energy-ranking check: Spearman, energies, the episode bootstrap, and the script
 end to end on one short episode."""
-import importlib.util
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
-from hydra import compose, initialize_config_dir
 from scipy.stats import spearmanr
 
 from planners.energy_ranking import (RankCorrelation, goal_energies, markdown_table, pixel_embedding,
                                      rank_correlation, spearman)
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_spearman():
@@ -45,14 +40,9 @@ def test_rank_correlation_over_episodes():
     assert "| reach | front | +1.00 [+1.00, +1.00] (n=5) | -0.20" in table
 
 
-def test_script_end_to_end(tmp_path):
-    spec = importlib.util.spec_from_file_location("energy_ranking_script", ROOT / "scripts" / "energy_ranking.py")
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
-    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base=None):
-        cfg = compose("energy_ranking", overrides=["tasks=[reach]", "cameras=[front,workspace]", "episodes=2",
-                                                    "envs.reach.episode_steps=6", f"output_dir={tmp_path}"])
-    script.main(cfg)
+def test_script_end_to_end(tmp_path, run_script):
+    run_script("energy_ranking", ["tasks=[reach]", "cameras=[front,workspace]", "episodes=2",
+                                  "envs.reach.episode_steps=6", f"output_dir={tmp_path}"])
     results = json.loads((tmp_path / "energy_ranking.json").read_text())["results"]["reach"]
     assert set(results) == {"front", "workspace"}
     for reps in results.values():

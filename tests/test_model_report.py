@@ -1,20 +1,15 @@
 """Tests of the offline world-model report: candidate sampling, regrets, branching from a recorded state
 in the simulator, prediction windows, and the script end to end on short Reach episodes."""
-import importlib.util
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 
 import envs
 from vjepa_ac.model_report import (CHOOSERS, CandidateOutcome, EpisodeWindows, candidate_actions, execute_candidates,
                                    mean_interval, record_held_out, state_indices)
 from vjepa_ac.state_action import GRIPPER_DIM, ROTATION_DIMS, action_bounds
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_candidate_actions_sample_like_the_cem():
@@ -67,15 +62,9 @@ def test_branching_from_a_recorded_state_replays_the_episode():
     env.close()
 
 
-def test_script_end_to_end(tmp_path):
-    spec = importlib.util.spec_from_file_location("eval_world_model_script", ROOT / "scripts" / "eval_world_model.py")
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
-    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base=None):
-        cfg = compose("eval_world_model", overrides=["tasks=[reach]", "episodes=2", "envs.reach.episode_steps=8",
-                                                      "horizon=2", "states_per_episode=2", "candidates=4",
-                                                      "device=cpu", f"output_dir={tmp_path}"])
-    script.main(cfg)
+def test_script_end_to_end(tmp_path, run_script):
+    run_script("eval_world_model", ["tasks=[reach]", "episodes=2", "envs.reach.episode_steps=8", "horizon=2",
+                                    "states_per_episode=2", "candidates=4", "device=cpu", f"output_dir={tmp_path}"])
     report = json.loads((tmp_path / "model_report.json").read_text())["tasks"]["reach"]
     assert (report["episodes"], report["windows"], report["states"]) == (2, 2 * 7, 4)
     assert len(report["prediction_error"]["predictor"]["mean"]) == 2
