@@ -84,6 +84,10 @@ class Planner:
         self.generator.manual_seed(self.seed)
         self.previous = None
 
+    def episode_log(self) -> dict:
+        """What the planner noted over the episode, for the episode's summary (flat planners: nothing)."""
+        return {}
+
     def shift(self, steps: int) -> None:
         """`steps` actions of the last plan were executed: keep the rest as the next warm start."""
         if self.previous is None:

@@ -232,6 +232,9 @@ def plan_config(cfg: dict) -> dict:
         name += "_subgoals"
     method = {"kind": "planner", "world_model": cfg["world_model"], "planner": cfg["planner"],
               "goals": cfg["goals"], "execute_steps": cfg["execute_steps"]}
+    if cfg.get("hierarchical"):
+        name += "_hierarchical"
+        method["high_level"] = cfg["high_level"]
     return {"tasks": [task], "envs": {task: cfg["env"]}, "methods": {name: method}, "run_methods": [name],
             "task_distance": cfg["task_distance"], "subgoal_switch": cfg["subgoal_switch"], "seed": cfg["seed"],
             "episodes": cfg["episodes"], "max_steps": cfg["max_steps"], "stop_on_success": cfg["stop_on_success"],

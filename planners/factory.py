@@ -9,20 +9,25 @@ a `kind`:
            directories ({pixels: ..., wrist_pixels: ...}: `planners.views`), or "oracle"
            (PRIVILEGED: the simulator)
 and optionally `goals` ("final": plan toward the goal image; "subgoals": toward the env's subgoal
-images in turn, then the goal), `execute_steps` (actions executed per plan) and `env` (env config
-overrides for this method's cells, e.g. {wrist_camera: true} for a wrist view). Scripts and the
-benchmark build every method here and nowhere else.
+images in turn, then the goal), `execute_steps` (actions executed per plan), `env` (env config
+overrides for this method's cells, e.g. {wrist_camera: true} for a wrist view) and `high_level`
+(two-level planning from the single goal image, `planners.hierarchical`): {world_model: a checkpoint
+fine-tuned with data.reader.frame_stride = macro_steps, or "oracle" (PRIVILEGED: the simulator
+playing each macro-action step by step), macro_steps, planner (over macro-actions), reached_fraction};
+`planner` is then the low level. Scripts and the benchmark build every method here and nowhere else.
 """
 from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Callable
 
 import numpy as np
 
 from planners.base import Planner
 from planners.gradient import GradientPlanner
+from planners.hierarchical import HierarchicalPlanner, MacroActions, PrimitiveCEM, macro_bounds
 from planners.oracle import PrivilegedOracleWorldModel
 from planners.policy import NullWorldModel, PolicyPlanner, RandomActions
 from planners.protocol import WorldModel
@@ -30,7 +35,8 @@ from planners.sampling import CEM, MPPI, RandomShooting
 from planners.subgoals import SubgoalSwitch
 from planners.views import MultiViewWorldModel
 
-PLANNERS = {"cem": CEM, "mppi": MPPI, "random_shooting": RandomShooting, "gradient": GradientPlanner}
+PLANNERS = {"cem": CEM, "mppi": MPPI, "random_shooting": RandomShooting, "gradient": GradientPlanner,
+            "primitive_cem": PrimitiveCEM}
 METHOD_KINDS = ("random", "expert", "planner")
 GOAL_MODES = ("final", "subgoals")
 ORACLE = "oracle"
@@ -38,7 +44,7 @@ ORACLE = "oracle"
 
 def make_planner(cfg: Mapping, action_space) -> Planner:
     """A planner from a config with `name` (one of PLANNERS) and its keyword arguments; the action
-    bounds come from the env's `action_space` (a gymnasium Box)."""
+    bounds come from `action_space` (the env's gymnasium Box, or anything with `low` and `high`)."""
     kwargs = dict(cfg)
     name = kwargs.pop("name", None)
     if name not in PLANNERS:
@@ -68,8 +74,11 @@ def load_world_model(source: str | Mapping[str, str], env=None, device: str = "c
 
 
 def is_privileged(method: Mapping) -> bool:
-    """Does the method read simulator state (the expert, or a planner over the oracle)?"""
-    return method["kind"] == "expert" or (method["kind"] == "planner" and method["world_model"] == ORACLE)
+    """Does the method read simulator state (the expert, or a planner over the oracle at either level)?"""
+    if method["kind"] == "expert":
+        return True
+    high_level = method.get("high_level") or {}
+    return method["kind"] == "planner" and ORACLE in (method["world_model"], high_level.get("world_model"))
 
 
 def check_method(name: str, method: Mapping) -> None:
@@ -84,11 +93,44 @@ def check_method(name: str, method: Mapping) -> None:
             load_world_model(source if isinstance(source, Mapping) else str(source))
         except (OSError, ValueError, KeyError) as error:
             raise type(error)(f"methods.{name}.world_model: {error}") from None
+    if method.get("high_level") is not None:
+        if method.get("goals", "final") != "final":
+            raise ValueError(f"methods.{name}: high_level plans from the single goal image; goals must be 'final'")
+        missing = [key for key in ("world_model", "macro_steps", "planner") if key not in method["high_level"]]
+        if missing:
+            raise ValueError(f"methods.{name}.high_level lacks {missing}")
+        if method["high_level"]["world_model"] != ORACLE:
+            try:
+                load_high_level_model(method["high_level"])
+            except (OSError, ValueError, KeyError) as error:
+                raise type(error)(f"methods.{name}.high_level.world_model: {error}") from None
 
 
 def method_subgoals(method: Mapping, switch: Mapping) -> SubgoalSwitch | None:
     """The subgoal switch (from the `subgoal_switch` config) if the method plans through subgoals."""
     return SubgoalSwitch(**switch) if method.get("goals", "final") == "subgoals" else None
+
+
+def load_high_level_model(high_level: Mapping, env=None, device: str = "cpu") -> WorldModel:
+    """The high-level world model over macro-actions of `macro_steps` control steps: the oracle
+    playing them step by step, or a learned checkpoint fine-tuned on frames `macro_steps` apart."""
+    k = int(high_level["macro_steps"])
+    model = load_world_model(high_level["world_model"], env, device)
+    if high_level["world_model"] == ORACLE:
+        return MacroActions(model, k)
+    if model.frame_stride != k:
+        raise ValueError(f"{high_level['world_model']} predicts {model.frame_stride} control step(s) ahead "
+                         f"(data.reader.frame_stride), but macro_steps is {k}")
+    return model
+
+
+def hierarchical_planner(high_level: Mapping, low: Planner, env, device: str = "cpu") -> HierarchicalPlanner:
+    """The two-level planner of a method's `high_level` block over the low-level planner `low`."""
+    k = int(high_level["macro_steps"])
+    macro_low, macro_high = macro_bounds(env.action_space.low, env.action_space.high, k)
+    high = make_planner(high_level["planner"], SimpleNamespace(low=macro_low.numpy(), high=macro_high.numpy()))
+    return HierarchicalPlanner(low, high, load_high_level_model(high_level, env, device), k,
+                               reached_fraction=high_level.get("reached_fraction", 0.2))
 
 
 def build_method(method: Mapping, env, make_expert: Callable, device: str = "cpu") -> tuple[WorldModel, Planner]:
@@ -101,4 +143,12 @@ def build_method(method: Mapping, env, make_expert: Callable, device: str = "cpu
         noise = method.get("noise", 0.0)
         return NullWorldModel(privileged=True), PolicyPlanner(
             low, high, lambda: make_expert(env, noise=noise, rng=np.random.default_rng(0)).act)
-    return load_world_model(method["world_model"], env, device), make_planner(method["planner"], env.action_space)
+    world_model = load_world_model(method["world_model"], env, device)
+    planner = make_planner(method["planner"], env.action_space)
+    if method.get("high_level") is not None:
+        planner = hierarchical_planner(method["high_level"], planner, env, device)
+        shares = getattr(world_model, "shares_encoder", None)
+        if shares is not None and not world_model.privileged and not shares(planner.high_model):
+            raise ValueError(f"the high-level model {method['high_level']['world_model']} and the low-level model "
+                             f"{method['world_model']} have different encoders: its subgoal latents would be meaningless")
+    return world_model, planner

@@ -80,6 +80,7 @@ class EpisodeResult:
     records: list[StepRecord] = field(default_factory=list)
     frames: list[np.ndarray] = field(default_factory=list)  # camera frames, first = after reset
     goal_pixels: list[np.ndarray] = field(default_factory=list)  # subgoal images, then the goal (first view)
+    planner_log: dict = field(default_factory=dict)  # Planner.episode_log(), e.g. the subgoals a two-level planner set
 
     def time_per_action(self) -> dict[str, float]:
         """Mean planning seconds per executed action, total and split."""
@@ -101,6 +102,7 @@ class EpisodeResult:
             "time_per_action": self.time_per_action(),
             "goal_encode_s": self.goal_encode_s,
             "records": [asdict(r) for r in self.records],
+            "planner_log": self.planner_log,
         }
 
 
@@ -235,6 +237,7 @@ def run_episode(
             rollout_calls=planner.stats["rollout_calls"],
             skipped_nonfinite=planner.stats["skipped_nonfinite"],
         ))
+    result.planner_log = planner.episode_log()
     result.success_at_end = bool(info["is_success"])
     result.final_distances = {k: float(v) for k, v in info.get("distances", {}).items()}
     return result

@@ -2,6 +2,8 @@
 copy-last and shuffled-actions baselines (vjepa_ac/dynamics_eval.py; configs/eval_dynamics.yaml).
 
     python scripts/eval_dynamics.py checkpoint=runs/finetune/checkpoint data.root=data/robot_logs
+    python scripts/eval_dynamics.py checkpoint=checkpoints/vjepa_ac_tiny_k4 \
+        low_level_checkpoint=checkpoints/vjepa_ac_tiny data.root=data/robot_logs   # a high-level model
 
 Writes <output_dir>/horizons.md, horizons.json and horizons.png.
 """
@@ -13,12 +15,14 @@ import torch
 from omegaconf import DictConfig
 
 from vjepa_ac.dynamics_eval import evaluate_dynamics, write_report
+from vjepa_ac.world_model import checkpoint_frame_stride
 
 
 @hydra.main(config_path="../configs", config_name="eval_dynamics", version_base=None)
 def main(cfg: DictConfig) -> None:
     torch.set_num_threads(cfg.threads)
-    print(write_report(cfg, evaluate_dynamics(cfg), Path(cfg.output_dir)))
+    errors = evaluate_dynamics(cfg)
+    print(write_report(cfg, errors, Path(cfg.output_dir), checkpoint_frame_stride(cfg.checkpoint)))
 
 
 if __name__ == "__main__":

@@ -24,6 +24,17 @@ def test_plan_runs_on_the_shipped_checkpoint_by_default(tmp_path):
     assert not (REPO / "outputs").exists() or not any((REPO / "outputs").glob("*/*/.hydra/overrides.yaml"))
 
 
+def test_plan_runs_the_two_level_planner_on_the_shipped_checkpoints(tmp_path):
+    out = tmp_path / "plan"
+    subprocess.run([sys.executable, "scripts/plan.py", "env=grasp", "hierarchical=true", "max_steps=5", "videos=0",
+                    f"output_dir={out}"], cwd=REPO, env=ENV, check=True, timeout=300)
+    results = json.loads((out / "results.json").read_text())
+    method = results["config"]["methods"]["learned_cem_hierarchical"]
+    assert method["high_level"]["world_model"] == "checkpoints/vjepa_ac_tiny_k4" and not results["cells"][0]["privileged"]
+    episode = json.loads(next((out / "episodes").rglob("*.json")).read_text())
+    assert len(episode["planner_log"]["subgoals"]) >= 2  # a high-level plan at step 0 and one after 4 steps
+
+
 def test_plan_names_a_missing_checkpoint_and_leaves_no_folder(tmp_path):
     out = tmp_path / "plan"
     run = subprocess.run([sys.executable, "scripts/plan.py", "world_model=runs/nowhere", f"output_dir={out}"],

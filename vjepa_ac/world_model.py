@@ -84,6 +84,11 @@ def build_modules(spec: DictConfig | dict) -> tuple[FrameLatents, ACPredictor]:
     return latents, predictor
 
 
+def checkpoint_frame_stride(path: str | Path) -> int:
+    """Control steps per predicted step of a fine-tuning checkpoint (its data.reader.frame_stride)."""
+    return int(OmegaConf.select(load_config(path), "data.reader.frame_stride", default=1))
+
+
 class WorldModel(nn.Module):
     """Frozen encoder + action-conditioned predictor, for planning (docs/architecture.md,
     "WorldModel"). It sees pixels and proprioception only: `privileged` is False."""
@@ -96,6 +101,9 @@ class WorldModel(nn.Module):
         self.latents = latents
         self.predictor = predictor.eval().requires_grad_(False)
         self.spec = OmegaConf.create(spec) if isinstance(spec, dict) else spec
+        # control steps per predicted step: 1, or k for a high-level model fine-tuned on frames read
+        # every k control steps (data.reader.frame_stride), whose action is the summed k-step action
+        self.frame_stride = 1
 
     @property
     def action_dim(self) -> int:
@@ -112,6 +120,12 @@ class WorldModel(nn.Module):
     @property
     def device(self) -> torch.device:
         return next(self.predictor.parameters()).device
+
+    def shares_encoder(self, other: "WorldModel") -> bool:
+        """Same encoder weights and token pooling, so latents of one are valid inputs and goals of the other."""
+        mine, theirs = self.latents.encoder.state_dict(), other.latents.encoder.state_dict()
+        return (self.latents.pool == other.latents.pool and mine.keys() == theirs.keys()
+                and all(torch.equal(mine[k].cpu(), theirs[k].cpu()) for k in mine))
 
     @classmethod
     def from_config(cls, spec: DictConfig | dict, seed: int = 0) -> "WorldModel":
@@ -130,7 +144,9 @@ class WorldModel(nn.Module):
         weights = load_weights(path)
         load_state_into(latents.encoder, split_prefix(weights, "encoder"), source=f"{path} (encoder.*)")
         load_state_into(predictor, split_prefix(weights, "predictor"), source=f"{path} (predictor.*)")
-        return cls(latents, predictor, cfg.world_model).to(resolve_device(device))
+        model = cls(latents, predictor, cfg.world_model).to(resolve_device(device))
+        model.frame_stride = checkpoint_frame_stride(path)
+        return model
 
     def _as_tensor(self, x, name: str, last_dim: int) -> torch.Tensor:
         # no copy if already float32

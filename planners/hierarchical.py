@@ -1,0 +1,205 @@
+"""Two-level planning from a single goal image (HWM-style hierarchical MPC).
+
+The high level searches over a few *macro-actions* (each the summed action of `macro_steps` control
+steps: end-effector displacement plus gripper command) with a high-level world model that predicts
+one macro-action ahead in the same latent space as the low-level model, toward the goal latent. The
+latent it predicts after the first macro-action becomes the low level's goal: the low-level planner
+replans every control step toward that subgoal, as it would toward a subgoal image. The high level
+replans every `macro_steps` control steps, or earlier once the planner's own energy to the subgoal
+has fallen below `reached_fraction` of its value when the subgoal was set.
+
+A high-level world model is either a learned predictor fine-tuned on robot logs read every
+`macro_steps` frames (`data.reader.frame_stride`), whose action is the summed k-step action, or any
+per-step world model wrapped in `MacroActions`, which plays each macro-action as `macro_steps` equal
+control steps (the privileged oracle's high level: the simulator itself).
+"""
+from __future__ import annotations
+
+import torch
+
+from planners.base import Planner
+from planners.energy import latent_l1_energy
+from planners.protocol import WorldModel, WorldModelDefaults
+from planners.sampling import CEM
+from vjepa_ac.state_action import GRIPPER_DIM, POSITION_DIMS
+
+# Macro-action primitives (PrimitiveCEM): which parts of a macro-action are free; the rest is held.
+PRIMITIVES = ("horizontal", "vertical", "gripper")
+
+
+def macro_bounds(low, high, macro_steps: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Bounds of a macro-action: `macro_steps` times the per-step bounds (the summed action)."""
+    return (torch.as_tensor(low, dtype=torch.float32) * macro_steps,
+            torch.as_tensor(high, dtype=torch.float32) * macro_steps)
+
+
+class MacroActions(WorldModelDefaults):
+    """A per-step world model driven by macro-actions: each macro-action [A] is played as
+    `macro_steps` control steps of macro / macro_steps (a straight line; the gripper command spread
+    over the steps), and the prediction after its last step is returned."""
+
+    def __init__(self, world_model: WorldModel, macro_steps: int):
+        if macro_steps < 1:
+            raise ValueError(f"macro_steps must be >= 1, got {macro_steps}")
+        self.world_model = world_model
+        self.macro_steps = macro_steps
+        self.privileged = world_model.privileged
+        self.action_dim = world_model.action_dim
+        self.resolution = world_model.resolution
+        self.views = world_model.views
+
+    def encode(self, frames) -> torch.Tensor:
+        return self.world_model.encode(frames)
+
+    def encode_goal(self, frames) -> torch.Tensor:
+        return self.world_model.encode_goal(frames)
+
+    def rollout(self, z: torch.Tensor, state: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        """macro-actions [B, H, A] -> predictions after each macro-action [B, H, N, D]."""
+        k = self.macro_steps
+        steps = (torch.as_tensor(actions) / k).repeat_interleave(k, dim=1)  # [B, H * k, A]
+        return self.world_model.rollout(z, state, steps)[:, k - 1::k]
+
+
+class HierarchicalPlanner(Planner):
+    """`high` plans macro-actions over `high_model` toward the goal; `low` plans control steps over
+    the world model the MPC loop passes toward the latent `high_model` predicts after the first
+    macro-action. Same `plan(world_model, z_now, state_now, z_goal) -> [H, A]` as any planner.
+
+    `stats` holds the low level's figures plus `high_plans` (high-level searches so far this
+    episode), `high_energy` (the best high-level candidate's predicted energy to the goal) and
+    `subgoal_energy` (the current frame's energy to the subgoal, before this plan). `episode_log()`
+    lists every subgoal set: the control steps spent on it and the frame's energy to it when it was
+    set and at its closest (how well the low level reaches what the high level proposes).
+    """
+
+    def __init__(self, low: Planner, high: Planner, high_model: WorldModel, macro_steps: int,
+                 reached_fraction: float = 0.2):
+        if macro_steps < 1:
+            raise ValueError(f"macro_steps must be >= 1, got {macro_steps}")
+        if not 0 <= reached_fraction < 1:
+            raise ValueError(f"reached_fraction must be in [0, 1), got {reached_fraction}")
+        if high.action_dim != low.action_dim:
+            raise ValueError(f"high-level ({high.action_dim}-D) and low-level ({low.action_dim}-D) actions differ")
+        super().__init__(low.low, low.high, horizon=low.horizon, frozen_dims=[], seed=low.seed)
+        self.low_level, self.high_level, self.high_model = low, high, high_model
+        self.macro_steps = macro_steps
+        self.reached_fraction = reached_fraction
+        self._reset_episode()
+
+    def _reset_episode(self) -> None:
+        self.subgoals: list[dict] = []  # per subgoal: steps, start_energy, closest_energy
+        self.subgoal: torch.Tensor | None = None
+        self.subgoal_start_energy = float("inf")
+        self.steps_on_subgoal = 0
+        self.high_plans = 0
+        self.high_energy = float("inf")
+
+    def reset(self, seed: int | None = None) -> None:
+        super().reset(seed)
+        self.low_level.reset(seed)
+        self.high_level.reset(None if seed is None else seed + 1)
+        self._reset_episode()
+
+    def shift(self, steps: int) -> None:
+        self.low_level.shift(steps)
+        self.steps_on_subgoal += steps
+        if self.subgoals:
+            self.subgoals[-1]["steps"] = self.steps_on_subgoal
+
+    def episode_log(self) -> dict:
+        return {"subgoals": [dict(entry) for entry in self.subgoals]}
+
+    def _needs_high_plan(self, subgoal_energy: float) -> bool:
+        return (self.subgoal is None or self.steps_on_subgoal >= self.macro_steps
+                or subgoal_energy <= self.reached_fraction * self.subgoal_start_energy)
+
+    def _plan_subgoal(self, z_now: torch.Tensor, state_now: torch.Tensor, z_goal: torch.Tensor) -> None:
+        """High-level search; the predicted latent after the first macro-action becomes the subgoal."""
+        if self.subgoal is not None:
+            self.high_level.shift(1)  # one macro-action's worth of control steps was spent on the last subgoal
+        macros = self.high_level.plan(self.high_model, z_now, state_now, z_goal)
+        with torch.no_grad():
+            self.subgoal = self.high_model.rollout(z_now, state_now, macros[None])[:, 0].to(z_now.device).float()
+        self.high_energy = self.high_level.stats["energy"]
+        self.subgoal_start_energy = float(latent_l1_energy(z_now[:, None], self.subgoal)[0])
+        self.steps_on_subgoal = 0
+        self.high_plans += 1
+        self.subgoals.append({"steps": 0, "start_energy": self.subgoal_start_energy,
+                              "closest_energy": self.subgoal_start_energy})
+
+    def _optimize(self, world_model: WorldModel, z_now, state_now, z_goal) -> torch.Tensor:
+        subgoal_energy = float("inf")
+        if self.subgoal is not None:
+            subgoal_energy = float(latent_l1_energy(z_now[:, None], self.subgoal)[0])
+            self.subgoals[-1]["closest_energy"] = min(self.subgoals[-1]["closest_energy"], subgoal_energy)
+        if self._needs_high_plan(subgoal_energy):
+            self._plan_subgoal(z_now, state_now, z_goal)
+            subgoal_energy = self.subgoal_start_energy
+        actions = self.low_level.plan(world_model, z_now, state_now, self.subgoal)
+        self.stats = {**self.low_level.stats, "high_plans": self.high_plans, "high_energy": self.high_energy,
+                      "subgoal_energy": subgoal_energy}
+        return actions
+
+
+class PrimitiveCEM(CEM):
+    """CEM over macro-action *primitives*: each macro-action is a horizontal move (dx, dy), a
+    vertical move (dz) or a gripper command, never a mix (as in parameterised action primitives,
+    RAPS, and in the phases of the robot logs: move over, descend, close, lift, carry, lower, open).
+
+    A primitive per macro-action is drawn from its own categorical, refitted to the elites like the
+    gripper's; the parameters come from the usual Gaussian, with the dims the primitive does not use
+    held (motion at zero, the gripper at "hold"). Why: a grasp needs a descent straight down onto the
+    object, a close in place and a lift; a Gaussian over all dims at once almost never samples three
+    such macro-actions in a row, a categorical over primitives does at a rate of (1/3)^3 times the
+    parameters' odds.
+    """
+
+    def __init__(self, action_low, action_high, position_dims=POSITION_DIMS, **kwargs):
+        super().__init__(action_low, action_high, **kwargs)
+        if self.gripper_dim is None:
+            raise ValueError("PrimitiveCEM needs a free gripper dim (its third primitive)")
+        horizontal, vertical = list(position_dims[:2]), [position_dims[2]]
+        uses = torch.zeros(len(PRIMITIVES), self.action_dim, dtype=torch.bool)  # [P, A]: dims each primitive sets
+        uses[0, horizontal] = uses[1, vertical] = uses[2, self.gripper_dim] = True
+        self.uses = uses
+        self.primitive_probs = torch.full((self.horizon, len(PRIMITIVES)), 1 / len(PRIMITIVES))
+        self._primitives = torch.zeros(0, self.horizon, dtype=torch.long)
+
+    def _initial(self):
+        self.primitive_probs = torch.full((self.horizon, len(PRIMITIVES)), 1 / len(PRIMITIVES))
+        return super()._initial()
+
+    def _hold(self, actions: torch.Tensor, primitives: torch.Tensor) -> torch.Tensor:
+        """Hold every dim the primitive [..] of each macro-action [.., A] does not use."""
+        return torch.where(self.uses[primitives], actions, self.rest)
+
+    def _sample(self, mean, std, probs):
+        actions = super()._sample(mean, std, probs)  # [S, H, A]
+        self._primitives = torch.multinomial(self.primitive_probs, self.num_samples, replacement=True,
+                                             generator=self.generator).T  # [S, H]
+        return self._hold(actions, self._primitives)
+
+    def _fit(self, actions, weights):
+        onehot = torch.nn.functional.one_hot(self._primitives, len(PRIMITIVES)).float()  # [S, H, P]
+        new = (weights[:, None, None] * onehot).sum(0)
+        m = self.momentum
+        self.primitive_probs = self._floor_probs(m * self.primitive_probs + (1 - m) * new)
+        return super()._fit(actions, weights)
+
+    def _evaluate(self, world_model, z_now, state_now, z_goal, actions):
+        energies = super()._evaluate(world_model, z_now, state_now, z_goal, actions)
+        best = int(energies.argmin())
+        if float(energies[best]) < self._best_energy:
+            self._best_energy, self._best_actions = float(energies[best]), actions[best].clone()
+        return energies
+
+    def _optimize(self, world_model, z_now, state_now, z_goal):
+        """The best candidate seen, not the elites' mean: a mean over different primitives is none of
+        them. The previous plan (shifted) is scored first, so a good plan is kept until a better one
+        is found."""
+        self._best_energy, self._best_actions = float("inf"), None
+        if self.previous is not None:
+            self._evaluate(world_model, z_now, state_now, z_goal, self._clip(self._warm_mean())[None])
+        super()._optimize(world_model, z_now, state_now, z_goal)
+        return self._best_actions
