@@ -136,6 +136,15 @@ def run_jobs(cfg: dict, out: Path, make_env: Callable, make_expert: Callable) ->
             future.result()
 
 
+def subgoal_quality(subgoals: list[dict]) -> dict:
+    """How close the low level of a two-level planner came to the subgoals its high level set: the
+    closest energy to each as a fraction of its energy when set (0 = reached exactly, 1 = no closer),
+    median over subgoals, and the share that came below 0.2 of it (the default `reached_fraction`)."""
+    ratios = np.array([g["closest_energy"] / g["start_energy"] for g in subgoals])
+    return {"count": len(ratios), "closest_fraction_median": float(np.median(ratios)),
+            "share_below_0.2": float(np.mean(ratios <= 0.2))}
+
+
 def summarize_cell(episodes: list[dict], distance_key: str) -> dict:
     """Statistics of one cell's episodes."""
     n = len(episodes)
@@ -147,8 +156,10 @@ def summarize_cell(episodes: list[dict], distance_key: str) -> dict:
     distances = [e["final_distances"][distance_key] for e in episodes if distance_key in e["final_distances"]]
     split = {k: float(np.mean([e["time_per_action"][k] for e in episodes])) if n else None
              for k in ("encode_s", "rollout_s", "overhead_s")}
+    subgoals = [g for e in episodes for g in e.get("planner_log", {}).get("subgoals", []) if g["start_energy"] > 0]
     return {
         "episodes": n,
+        "subgoals": subgoal_quality(subgoals) if subgoals else None,
         "success": wins / n if n else 0.0,
         "success_ci95": [lo, hi],
         "success_any": len(any_wins) / n if n else 0.0,

@@ -176,3 +176,17 @@ def test_episode_log_lists_each_subgoal_and_how_close_the_low_level_came():
     assert sum(entry["steps"] for entry in log) == 12
     assert all(0 <= entry["closest_energy"] <= entry["start_energy"] for entry in log)
     assert CEM(LOW, HIGH).episode_log() == {}
+
+
+def test_benchmark_cells_report_subgoal_quality():
+    from planners.benchmark import summarize_cell
+
+    log = {"subgoals": [{"steps": 4, "start_energy": 1.0, "closest_energy": 0.1},
+                        {"steps": 4, "start_energy": 2.0, "closest_energy": 1.0},
+                        {"steps": 2, "start_energy": 1.0, "closest_energy": 0.6}]}
+    episode = {"success_at_end": True, "success_any": True, "first_success_step": 3, "records": [],
+               "final_distances": {"d": 0.0}, "time_per_action": {"encode_s": 0, "rollout_s": 0, "overhead_s": 0},
+               "planner_log": log}
+    quality = summarize_cell([episode], "d")["subgoals"]
+    assert quality == {"count": 3, "closest_fraction_median": 0.5, "share_below_0.2": pytest.approx(1 / 3)}
+    assert summarize_cell([{**episode, "planner_log": {}}], "d")["subgoals"] is None
