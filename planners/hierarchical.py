@@ -90,6 +90,7 @@ class HierarchicalPlanner(Planner):
     def _reset_episode(self) -> None:
         self.subgoals: list[dict] = []  # per subgoal: steps, start_energy, closest_energy
         self.subgoal: torch.Tensor | None = None
+        self.macro_path: torch.Tensor | None = None  # the high-level plan as control steps [H * k, A]
         self.subgoal_start_energy = float("inf")
         self.steps_on_subgoal = 0
         self.high_plans = 0
@@ -119,6 +120,7 @@ class HierarchicalPlanner(Planner):
         if self.subgoal is not None:
             self.high_level.shift(1)  # one macro-action's worth of control steps was spent on the last subgoal
         macros = self.high_level.plan(self.high_model, z_now, state_now, z_goal)
+        self.macro_path = (macros / self.macro_steps).repeat_interleave(self.macro_steps, dim=0)
         with torch.no_grad():
             self.subgoal = self.high_model.rollout(z_now, state_now, macros[None])[:, 0].to(z_now.device).float()
         self.high_energy = self.high_level.stats["energy"]
@@ -128,6 +130,13 @@ class HierarchicalPlanner(Planner):
         self.subgoals.append({"steps": 0, "start_energy": self.subgoal_start_energy,
                               "closest_energy": self.subgoal_start_energy})
 
+    def _path_ahead(self) -> torch.Tensor:
+        """The low level's warm start: the next control steps of the high-level plan (the macro-action
+        spread over its k steps), padded with "rest"."""
+        low = self.low_level
+        ahead = self.macro_path[self.steps_on_subgoal:self.steps_on_subgoal + low.horizon]
+        return torch.cat([ahead, low.rest.expand(low.horizon - len(ahead), -1)]).clamp(low.low, low.high)
+
     def _optimize(self, world_model: WorldModel, z_now, state_now, z_goal) -> torch.Tensor:
         subgoal_energy = float("inf")
         if self.subgoal is not None:
@@ -136,6 +145,7 @@ class HierarchicalPlanner(Planner):
         if self._needs_high_plan(subgoal_energy):
             self._plan_subgoal(z_now, state_now, z_goal)
             subgoal_energy = self.subgoal_start_energy
+        self.low_level.previous = self._path_ahead()
         actions = self.low_level.plan(world_model, z_now, state_now, self.subgoal)
         self.stats = {**self.low_level.stats, "high_plans": self.high_plans, "high_energy": self.high_energy,
                       "subgoal_energy": subgoal_energy}
@@ -149,14 +159,15 @@ class PrimitiveCEM(CEM):
 
     A primitive per macro-action is drawn from its own categorical, refitted to the elites like the
     gripper's; the parameters come from the usual Gaussian, with the dims the primitive does not use
-    held (motion at zero, the gripper at "hold"). Why: a grasp needs a descent straight down onto the
+    held (motion at zero, the gripper at "hold"). It keeps the best candidate (`keep_best`): a mean
+    over elites of different primitives is none of them. Why: a grasp needs a descent straight down onto the
     object, a close in place and a lift; a Gaussian over all dims at once almost never samples three
     such macro-actions in a row, a categorical over primitives does at a rate of (1/3)^3 times the
     parameters' odds.
     """
 
-    def __init__(self, action_low, action_high, position_dims=POSITION_DIMS, **kwargs):
-        super().__init__(action_low, action_high, **kwargs)
+    def __init__(self, action_low, action_high, position_dims=POSITION_DIMS, keep_best: bool = True, **kwargs):
+        super().__init__(action_low, action_high, keep_best=keep_best, **kwargs)
         if self.gripper_dim is None:
             raise ValueError("PrimitiveCEM needs a free gripper dim (its third primitive)")
         horizontal, vertical = list(position_dims[:2]), [position_dims[2]]
@@ -180,26 +191,12 @@ class PrimitiveCEM(CEM):
                                              generator=self.generator).T  # [S, H]
         return self._hold(actions, self._primitives)
 
+    def _solution(self, mean, probs):
+        return self._hold(super()._solution(mean, probs), self.primitive_probs.argmax(-1))
+
     def _fit(self, actions, weights):
         onehot = torch.nn.functional.one_hot(self._primitives, len(PRIMITIVES)).float()  # [S, H, P]
         new = (weights[:, None, None] * onehot).sum(0)
         m = self.momentum
         self.primitive_probs = self._floor_probs(m * self.primitive_probs + (1 - m) * new)
         return super()._fit(actions, weights)
-
-    def _evaluate(self, world_model, z_now, state_now, z_goal, actions):
-        energies = super()._evaluate(world_model, z_now, state_now, z_goal, actions)
-        best = int(energies.argmin())
-        if float(energies[best]) < self._best_energy:
-            self._best_energy, self._best_actions = float(energies[best]), actions[best].clone()
-        return energies
-
-    def _optimize(self, world_model, z_now, state_now, z_goal):
-        """The best candidate seen, not the elites' mean: a mean over different primitives is none of
-        them. The previous plan (shifted) is scored first, so a good plan is kept until a better one
-        is found."""
-        self._best_energy, self._best_actions = float("inf"), None
-        if self.previous is not None:
-            self._evaluate(world_model, z_now, state_now, z_goal, self._clip(self._warm_mean())[None])
-        super()._optimize(world_model, z_now, state_now, z_goal)
-        return self._best_actions

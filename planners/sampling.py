@@ -108,22 +108,39 @@ class SamplingPlanner(Planner):
 class IterativeSamplingPlanner(SamplingPlanner):
     """Sample, score, refit the distribution to weighted candidates, repeat `iterations` times;
     return the mean. The refit keeps `momentum` of the old mean/std/gripper probabilities and a std
-    floor `min_std` (fraction of the half range). Subclasses choose the candidate weights."""
+    floor `min_std` (fraction of the half range). Subclasses choose the candidate weights.
 
-    def __init__(self, action_low, action_high, iterations: int = 10, momentum: float = 0.15, min_std: float = 0.05, **kwargs):
+    `keep_best`: score the warm start (the shifted previous plan) first and return the best candidate
+    scored instead of the mean, so a good plan is kept until a better one is found (for multimodal
+    searches, where the mean of elites can be none of them, and for following a given plan)."""
+
+    def __init__(self, action_low, action_high, iterations: int = 10, momentum: float = 0.15, min_std: float = 0.05,
+                 keep_best: bool = False, **kwargs):
         super().__init__(action_low, action_high, **kwargs)
         if iterations < 1 or not 0 <= momentum < 1:
             raise ValueError(f"need iterations >= 1 and 0 <= momentum < 1, got {iterations}, {momentum}")
         self.iterations = iterations
         self.momentum = momentum
         self.min_std = min_std
+        self.keep_best = keep_best
+        self._best: tuple[float, torch.Tensor | None] = (float("inf"), None)
+
+    def _evaluate(self, world_model, z_now, state_now, z_goal, actions):
+        energies = super()._evaluate(world_model, z_now, state_now, z_goal, actions)
+        i = int(energies.argmin())
+        if float(energies[i]) < self._best[0]:
+            self._best = (float(energies[i]), actions[i].clone())
+        return energies
 
     def _weights(self, energies: torch.Tensor) -> torch.Tensor:
         """Non-negative weights [S] summing to 1 from energies [S] (+inf for skipped candidates)."""
         raise NotImplementedError
 
     def _optimize(self, world_model: WorldModel, z_now, state_now, z_goal) -> torch.Tensor:
+        self._best = (float("inf"), None)
         mean, std, probs = self._initial()
+        if self.keep_best:
+            self._evaluate(world_model, z_now, state_now, z_goal, self._clip(mean)[None])
         m = self.momentum
         for _ in range(self.iterations):
             actions = self._sample(mean, std, probs)
@@ -132,7 +149,7 @@ class IterativeSamplingPlanner(SamplingPlanner):
             mean = m * mean + (1 - m) * new_mean
             std = torch.maximum(m * std + (1 - m) * new_std, self.min_std * self.half_range)
             probs = self._floor_probs(m * probs + (1 - m) * new_probs)
-        return self._solution(mean, probs)
+        return self._best[1] if self.keep_best else self._solution(mean, probs)
 
 
 class CEM(IterativeSamplingPlanner):

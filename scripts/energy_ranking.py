@@ -16,6 +16,7 @@ import envs
 from envs.rollouts import Episode, record_episode
 from planners.energy_ranking import Embed, goal_energies, markdown_table, pixel_embedding, rank_correlation
 from vjepa_ac import WorldModel
+from vjepa_ac.world_model import FrameLatents
 from vjepa_ac.files import write_json, write_text_atomic
 
 log = logging.getLogger("energy_ranking")
@@ -40,7 +41,12 @@ def main(cfg: DictConfig) -> None:
     representations = {"pixels": pixel_embedding}
     if cfg.world_model:
         world_model = WorldModel.from_checkpoint(cfg.world_model, cfg.device)
-        representations[f"encoder ({Path(cfg.world_model).name})"] = encoder_embedding(world_model, cfg.batch_size)
+        name = Path(cfg.world_model).name
+        if cfg.pool is not None:
+            world_model.latents = FrameLatents(world_model.latents.encoder, world_model.latents.crop_size,
+                                               world_model.latents.crop_size // world_model.latents.side, cfg.pool)
+            name += f", pool {cfg.pool}"
+        representations[f"encoder ({name})"] = encoder_embedding(world_model, cfg.batch_size)
     results = {}
     for task in cfg.tasks:
         env_cfg = OmegaConf.to_container(cfg.envs[task], resolve=True)

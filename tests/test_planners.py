@@ -219,3 +219,12 @@ def test_small_action_cost_keeps_the_optimum():
     assert torch.all((plan - optimum()).abs() <= 0.05 * HALF), (plan, optimum())
     with pytest.raises(ValueError, match="action_cost"):
         CEM(LOW, HIGH, action_cost=-1.0)
+
+
+def test_keep_best_returns_the_warm_start_when_no_candidate_beats_it():
+    model, z, s, g = problem()
+    planner = CEM(LOW, HIGH, horizon=2, num_samples=16, num_elites=4, iterations=2, energy="sum", frozen_dims=ROTATION,
+                  keep_best=True, seed=0)
+    planner.previous = optimum().clone()  # the known optimum as the warm start
+    torch.testing.assert_close(planner.plan(model, z, s, g), optimum())
+    assert planner.stats["candidates"] == 1 + 2 * 16  # the warm start is scored first
