@@ -198,9 +198,10 @@ def test_a_folder_that_is_not_a_checkpoint_fails_before_any_episode(tmp_path, mo
 def test_markdown_table_marks_missing_values():
     cell = {"task": "grasp", "method": "random", "privileged": False, "episodes": 2, "success": 0.0,
             "success_ci95": [0.0, 0.658], "success_any": 0.0, "mean_steps_to_success": None,
-            "plan_s_median": 0.001, "plan_s_p95": 0.002, "final_distance_mean": 0.2, "distance_key": "d"}
+            "plan_s_median": 0.001, "plan_s_p95": 0.002, "plan_s_mean": None, "final_distance_mean": 0.2,
+            "distance_key": "d"}
     row = markdown_table({"cells": [cell]}).splitlines()[-1]
-    assert row == "| grasp | random | 0 % [0, 66] (n=2) | 0 % | - | 0.001 / 0.002 | 0.200 (d) |"
+    assert row == "| grasp | random | 0 % [0, 66] (n=2) | 0 % | - | 0.001 / 0.002 / - | 0.200 (d) |"
 
 
 def test_benchmark_runs_episodes_in_worker_processes(tmp_path):
