@@ -147,8 +147,10 @@ def build_method(method: Mapping, env, make_expert: Callable, device: str = "cpu
     planner = make_planner(method["planner"], env.action_space)
     if method.get("high_level") is not None:
         planner = hierarchical_planner(method["high_level"], planner, env, device)
-        shares = getattr(world_model, "shares_encoder", None)
-        if shares is not None and not world_model.privileged and not shares(planner.high_model):
+        from vjepa_ac import WorldModel as LearnedWorldModel
+
+        learned = [m for m in (world_model, planner.high_model) if isinstance(m, LearnedWorldModel)]
+        if len(learned) == 2 and not world_model.shares_encoder(planner.high_model):
             raise ValueError(f"the high-level model {method['high_level']['world_model']} and the low-level model "
                              f"{method['world_model']} have different encoders: its subgoal latents would be meaningless")
     return world_model, planner

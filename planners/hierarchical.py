@@ -21,10 +21,16 @@ from planners.base import Planner
 from planners.energy import latent_l1_energy
 from planners.protocol import WorldModel, WorldModelDefaults
 from planners.sampling import CEM
-from vjepa_ac.state_action import GRIPPER_DIM, POSITION_DIMS
+from vjepa_ac.state_action import POSITION_DIMS
 
 # Macro-action primitives (PrimitiveCEM): which parts of a macro-action are free; the rest is held.
 PRIMITIVES = ("horizontal", "vertical", "gripper")
+
+
+def spread(macros: torch.Tensor, macro_steps: int) -> torch.Tensor:
+    """Macro-actions [..., H, A] as control steps [..., H * macro_steps, A]: each played as
+    `macro_steps` equal steps of macro / macro_steps (a straight line; the gripper command spread)."""
+    return (torch.as_tensor(macros) / macro_steps).repeat_interleave(macro_steps, dim=-2)
 
 
 def macro_bounds(low, high, macro_steps: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -57,8 +63,7 @@ class MacroActions(WorldModelDefaults):
     def rollout(self, z: torch.Tensor, state: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         """macro-actions [B, H, A] -> predictions after each macro-action [B, H, N, D]."""
         k = self.macro_steps
-        steps = (torch.as_tensor(actions) / k).repeat_interleave(k, dim=1)  # [B, H * k, A]
-        return self.world_model.rollout(z, state, steps)[:, k - 1::k]
+        return self.world_model.rollout(z, state, spread(actions, k))[:, k - 1::k]
 
 
 class HierarchicalPlanner(Planner):
@@ -88,13 +93,17 @@ class HierarchicalPlanner(Planner):
         self._reset_episode()
 
     def _reset_episode(self) -> None:
-        self.subgoals: list[dict] = []  # per subgoal: steps, start_energy, closest_energy
+        self.subgoals: list[dict] = []  # one per high-level plan: steps, start_energy, closest_energy
         self.subgoal: torch.Tensor | None = None
         self.macro_path: torch.Tensor | None = None  # the high-level plan as control steps [H * k, A]
-        self.subgoal_start_energy = float("inf")
-        self.steps_on_subgoal = 0
-        self.high_plans = 0
-        self.high_energy = float("inf")
+
+    @property
+    def high_plans(self) -> int:
+        return len(self.subgoals)
+
+    @property
+    def steps_on_subgoal(self) -> int:
+        return self.subgoals[-1]["steps"] if self.subgoals else 0
 
     def reset(self, seed: int | None = None) -> None:
         super().reset(seed)
@@ -104,31 +113,26 @@ class HierarchicalPlanner(Planner):
 
     def shift(self, steps: int) -> None:
         self.low_level.shift(steps)
-        self.steps_on_subgoal += steps
         if self.subgoals:
-            self.subgoals[-1]["steps"] = self.steps_on_subgoal
+            self.subgoals[-1]["steps"] += steps
 
     def episode_log(self) -> dict:
         return {"subgoals": [dict(entry) for entry in self.subgoals]}
 
     def _needs_high_plan(self, subgoal_energy: float) -> bool:
         return (self.subgoal is None or self.steps_on_subgoal >= self.macro_steps
-                or subgoal_energy <= self.reached_fraction * self.subgoal_start_energy)
+                or subgoal_energy <= self.reached_fraction * self.subgoals[-1]["start_energy"])
 
     def _plan_subgoal(self, z_now: torch.Tensor, state_now: torch.Tensor, z_goal: torch.Tensor) -> None:
         """High-level search; the predicted latent after the first macro-action becomes the subgoal."""
         if self.subgoal is not None:
             self.high_level.shift(1)  # one macro-action's worth of control steps was spent on the last subgoal
         macros = self.high_level.plan(self.high_model, z_now, state_now, z_goal)
-        self.macro_path = (macros / self.macro_steps).repeat_interleave(self.macro_steps, dim=0)
+        self.macro_path = spread(macros, self.macro_steps)
         with torch.no_grad():
             self.subgoal = self.high_model.rollout(z_now, state_now, macros[None])[:, 0].to(z_now.device).float()
-        self.high_energy = self.high_level.stats["energy"]
-        self.subgoal_start_energy = float(latent_l1_energy(z_now[:, None], self.subgoal)[0])
-        self.steps_on_subgoal = 0
-        self.high_plans += 1
-        self.subgoals.append({"steps": 0, "start_energy": self.subgoal_start_energy,
-                              "closest_energy": self.subgoal_start_energy})
+        energy = float(latent_l1_energy(z_now[:, None], self.subgoal)[0])
+        self.subgoals.append({"steps": 0, "start_energy": energy, "closest_energy": energy})
 
     def _path_ahead(self) -> torch.Tensor:
         """The low level's warm start: the next control steps of the high-level plan (the macro-action
@@ -144,11 +148,11 @@ class HierarchicalPlanner(Planner):
             self.subgoals[-1]["closest_energy"] = min(self.subgoals[-1]["closest_energy"], subgoal_energy)
         if self._needs_high_plan(subgoal_energy):
             self._plan_subgoal(z_now, state_now, z_goal)
-            subgoal_energy = self.subgoal_start_energy
+            subgoal_energy = self.subgoals[-1]["start_energy"]
         self.low_level.previous = self._path_ahead()
         actions = self.low_level.plan(world_model, z_now, state_now, self.subgoal)
-        self.stats = {**self.low_level.stats, "high_plans": self.high_plans, "high_energy": self.high_energy,
-                      "subgoal_energy": subgoal_energy}
+        self.stats = {**self.low_level.stats, "high_plans": self.high_plans,
+                      "high_energy": self.high_level.stats["energy"], "subgoal_energy": subgoal_energy}
         return actions
 
 

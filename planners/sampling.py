@@ -128,7 +128,7 @@ class IterativeSamplingPlanner(SamplingPlanner):
     def _evaluate(self, world_model, z_now, state_now, z_goal, actions):
         energies = super()._evaluate(world_model, z_now, state_now, z_goal, actions)
         i = int(energies.argmin())
-        if float(energies[i]) < self._best[0]:
+        if self.keep_best and float(energies[i]) < self._best[0]:
             self._best = (float(energies[i]), actions[i].clone())
         return energies
 

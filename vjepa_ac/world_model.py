@@ -84,9 +84,14 @@ def build_modules(spec: DictConfig | dict) -> tuple[FrameLatents, ACPredictor]:
     return latents, predictor
 
 
+def config_frame_stride(cfg: DictConfig) -> int:
+    """Control steps per predicted step of a fine-tuning run's config (its data.reader.frame_stride)."""
+    return int(OmegaConf.select(cfg, "data.reader.frame_stride", default=1))
+
+
 def checkpoint_frame_stride(path: str | Path) -> int:
-    """Control steps per predicted step of a fine-tuning checkpoint (its data.reader.frame_stride)."""
-    return int(OmegaConf.select(load_config(path), "data.reader.frame_stride", default=1))
+    """`config_frame_stride` of a fine-tuning checkpoint directory."""
+    return config_frame_stride(load_config(path))
 
 
 class WorldModel(nn.Module):
@@ -145,7 +150,7 @@ class WorldModel(nn.Module):
         load_state_into(latents.encoder, split_prefix(weights, "encoder"), source=f"{path} (encoder.*)")
         load_state_into(predictor, split_prefix(weights, "predictor"), source=f"{path} (predictor.*)")
         model = cls(latents, predictor, cfg.world_model).to(resolve_device(device))
-        model.frame_stride = checkpoint_frame_stride(path)
+        model.frame_stride = config_frame_stride(cfg)
         return model
 
     def _as_tensor(self, x, name: str, last_dim: int) -> torch.Tensor:
