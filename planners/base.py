@@ -8,7 +8,10 @@ import torch
 
 from planners.energy import ENERGY_REDUCTIONS, latent_l1_energy, mask_non_finite
 from planners.protocol import WorldModel
-from vjepa_ac.state_action import ROTATION_DIMS
+from vjepa_ac.state_action import POSITION_DIMS, ROTATION_DIMS, STATE_HIGH, STATE_LOW
+
+
+GOAL_STATES = ("absolute", "relative")  # how the state energy's goal is read (Planner, goal_state)
 
 
 class Planner:
@@ -20,7 +23,14 @@ class Planner:
     the orientation fixed as the reference does. `action_cost` adds
     that weight times the mean |action| (as a fraction of its bound, over the free motion dims) of
     each step to the energy: with an imperfect model, candidates near the goal differ by less than
-    the prediction error, and the cost makes "stay" win when no move is predicted to help. The planner is
+    the prediction error, and the cost makes "stay" win when no move is predicted to help.
+    `state_weight` adds that weight times the mean |state - goal state| over `state_dims` (metres for
+    positions) of the state integrated along the plan (`state + cumulative actions`, as the world
+    model integrates it; "final" or "sum" like the latent energy), where the goal state is read from
+    the goal latent by the world model's goal-state head (`decode_state`; see
+    vjepa_ac/models/state_head.py). With `goal_state: relative` the goal state is the measured state
+    plus the head's difference between the goal and the current latents, so the head's own bias
+    cancels as the frame approaches the goal image ("absolute": the head's reading of the goal). The planner is
     stateful across MPC steps: after `shift(m)` (m actions executed) the next plan warm-starts from
     the rest of the previous solution. `reset(seed)` starts a new episode. After each `plan`,
     `stats` holds the predicted energy of the best candidate seen, the number of rollout calls and
@@ -35,6 +45,9 @@ class Planner:
         frozen_dims: Sequence[int] = ROTATION_DIMS,
         energy: str = "final",
         action_cost: float = 0.0,
+        state_weight: float = 0.0,
+        state_dims: Sequence[int] = POSITION_DIMS,
+        goal_state: str = "absolute",
         seed: int = 0,
     ):
         low = torch.as_tensor(np.asarray(action_low, dtype=np.float32))
@@ -45,13 +58,15 @@ class Planner:
             raise ValueError(f"action bounds must be finite with low <= high, got low={low.tolist()} high={high.tolist()}")
         if horizon < 1:
             raise ValueError(f"horizon must be >= 1, got {horizon}")
-        if action_cost < 0:
-            raise ValueError(f"action_cost must be >= 0, got {action_cost}")
+        if action_cost < 0 or state_weight < 0:
+            raise ValueError(f"action_cost and state_weight must be >= 0, got {action_cost}, {state_weight}")
+        if goal_state not in GOAL_STATES:
+            raise ValueError(f"goal_state must be one of {GOAL_STATES}, got {goal_state!r}")
         if energy not in ENERGY_REDUCTIONS:
             raise ValueError(f"energy must be one of {ENERGY_REDUCTIONS}, got {energy!r}")
-        bad = [d for d in frozen_dims if not 0 <= d < low.numel()]
+        bad = [d for d in (*frozen_dims, *state_dims) if not 0 <= d < low.numel()]
         if bad:
-            raise ValueError(f"frozen_dims {bad} out of range for a {low.numel()}-D action")
+            raise ValueError(f"frozen_dims / state_dims {bad} out of range for a {low.numel()}-D action")
         self.low, self.high = low, high
         self.horizon = horizon
         self.energy = energy
@@ -60,6 +75,8 @@ class Planner:
         self.rest = torch.zeros_like(low).clamp(low, high)  # the "do nothing" action, frozen dims' value
         self.action_cost = action_cost
         self.cost_dims = ~self.frozen  # dims the action cost counts (sampling planners drop the gripper)
+        self.state_weight, self.state_dims, self.goal_state_mode = state_weight, list(state_dims), goal_state
+        self.goal_state: torch.Tensor | None = None  # [1, S], read from the goal latent when state_weight > 0
         self.seed = seed
         self.generator = torch.Generator().manual_seed(seed)
         self.previous: torch.Tensor | None = None
@@ -98,11 +115,23 @@ class Planner:
 
     def plan(self, world_model: WorldModel, z_now: torch.Tensor, state_now: torch.Tensor, z_goal: torch.Tensor) -> torch.Tensor:
         """Return the action sequence [H, A] that minimises the energy to z_goal."""
-        self._check_inputs(world_model, z_now, state_now, z_goal)
-        self.stats = {"rollout_calls": 0, "candidates": 0, "skipped_nonfinite": 0, "energy": float("inf")}
+        self._begin(world_model, z_now, state_now, z_goal)
         actions = self._optimize(world_model, z_now.detach(), state_now.detach().float(), z_goal.detach())
         self.previous = actions.detach().clone()
         return actions.detach().clone()
+
+    def score(self, world_model: WorldModel, z_now: torch.Tensor, state_now: torch.Tensor, z_goal: torch.Tensor,
+              actions: torch.Tensor) -> torch.Tensor:
+        """The energies [B] that `plan` gives the candidates `actions` [B, H, A] (offline evaluation)."""
+        self._begin(world_model, z_now, state_now, z_goal)
+        return self._evaluate(world_model, z_now.detach(), state_now.detach().float(), z_goal.detach(), actions)
+
+    def _begin(self, world_model: WorldModel, z_now: torch.Tensor, state_now: torch.Tensor, z_goal: torch.Tensor) -> None:
+        """Check the inputs, reset `stats` and read the goal state for this plan."""
+        self._check_inputs(world_model, z_now, state_now, z_goal)
+        self.stats = {"rollout_calls": 0, "candidates": 0, "skipped_nonfinite": 0, "energy": float("inf")}
+        if self.state_weight > 0:
+            self.goal_state = self._read_goal_state(world_model, z_now.detach(), state_now.detach(), z_goal.detach())
 
     def _optimize(self, world_model: WorldModel, z_now: torch.Tensor, state_now: torch.Tensor, z_goal: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
@@ -130,13 +159,27 @@ class Planner:
             return self.previous.clone()
         return self.rest.expand(self.horizon, -1).clone()
 
+    def _read_goal_state(self, world_model: WorldModel, z_now: torch.Tensor, state_now: torch.Tensor,
+                         z_goal: torch.Tensor) -> torch.Tensor:
+        """The goal's state [1, S] from the world model's goal-state head (see `goal_state`)."""
+        decode = getattr(world_model, "decode_state", None)
+        if decode is None:
+            raise ValueError(f"state_weight > 0 needs a world model with a goal-state head (decode_state); "
+                             f"{type(world_model).__name__} has none")
+        goal = decode(z_goal).detach().float().cpu()
+        if self.goal_state_mode == "relative":
+            goal = state_now.float().cpu() + goal - decode(z_now).detach().float().cpu()
+        return goal
+
     def _clip(self, actions: torch.Tensor) -> torch.Tensor:
         """Clip to the bounds and put the frozen dimensions at their fixed value."""
         actions = torch.maximum(torch.minimum(actions, self.high), self.low)
         return torch.where(self.frozen, self.rest, actions)
 
-    def _score(self, z_pred: torch.Tensor, z_goal: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
-        """Energies [B] of predictions z_pred [B, H, N, D]; non-finite ones become +inf (skipped)."""
+    def _score(self, z_pred: torch.Tensor, z_goal: torch.Tensor, actions: torch.Tensor,
+               state_now: torch.Tensor) -> torch.Tensor:
+        """Energies [B] of predictions z_pred [B, H, N, D] of `actions` [B, H, A] from `state_now` [1, S];
+        non-finite ones become +inf (skipped). `stats["energy"]` is the latent part alone."""
         if z_pred.shape[:2] != actions.shape[:2]:
             raise ValueError(
                 f"world model rollout returned {tuple(z_pred.shape)}, expected [B, H, N, D] with "
@@ -151,10 +194,19 @@ class Planner:
         if self.action_cost > 0 and self.cost_dims.any():
             motion = ((actions - self.rest).abs() / self.half_range.clamp(min=1e-8))[..., self.cost_dims]
             energies = energies + self.action_cost * motion.mean(-1).sum(-1)
+        if self.state_weight > 0:
+            energies = energies + self.state_weight * self._state_energy(state_now, actions)
         return energies
+
+    def _state_energy(self, state_now: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        """Mean |integrated state - goal state| over `state_dims`, per step reduced like the latent energy: [B]."""
+        low, high = torch.as_tensor(STATE_LOW), torch.as_tensor(STATE_HIGH)
+        states = (state_now[:, None] + actions.cumsum(1)).clamp(low, high)  # [B, H, S]
+        per_step = (states - self.goal_state[:, None])[..., self.state_dims].abs().mean(-1)  # [B, H]
+        return per_step[:, -1] if self.energy == "final" else per_step.sum(1)
 
     def _evaluate(self, world_model: WorldModel, z_now: torch.Tensor, state_now: torch.Tensor, z_goal: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         """All candidates [B, H, A] through one rollout call -> energies [B] (no gradients)."""
         with torch.no_grad():
             z_pred = world_model.rollout(z_now, state_now, actions)
-        return self._score(z_pred, z_goal, actions)
+        return self._score(z_pred, z_goal, actions, state_now)

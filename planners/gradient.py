@@ -35,7 +35,7 @@ class GradientPlanner(Planner):
         for step in range(self.steps + 1):
             actions = self._clip(self.mid + span * torch.tanh(u))
             with torch.enable_grad():
-                energies = self._score(world_model.rollout(z_now, state_now, actions), z_goal, actions)
+                energies = self._score(world_model.rollout(z_now, state_now, actions), z_goal, actions, state_now)
             i = int(energies.detach().argmin())
             if float(energies[i].detach()) < best_energy:
                 best_energy, best_actions = float(energies[i].detach()), actions[i].detach().clone()

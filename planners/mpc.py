@@ -33,6 +33,10 @@ class TimedWorldModel:
         self.encode_s = 0.0
         self.rollout_s = 0.0
 
+    def __getattr__(self, name: str):
+        """Everything else (e.g. the optional `decode_state`) is the wrapped model's."""
+        return getattr(self.world_model, name)
+
     def encode_goal(self, frames) -> torch.Tensor:
         return self.world_model.encode_goal(frames)
 

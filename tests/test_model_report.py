@@ -23,11 +23,13 @@ def test_candidate_actions_sample_like_the_cem():
 
 
 def test_regrets_of_each_chooser():
-    outcome = CandidateOutcome(predicted=np.array([0.3, 0.1, 0.2, 0.4]), encoder=np.array([0.3, 0.2, 0.1, 0.4]),
-                               pixels=np.array([0.1, 0.2, 0.3, 0.4]), distances=np.array([0.5, 0.4, 0.1, 0.2]))
+    outcome = CandidateOutcome(predicted=np.array([0.3, 0.1, 0.2, 0.4]), planner=np.array([0.4, 0.3, 0.2, 0.1]),
+                               encoder=np.array([0.3, 0.2, 0.1, 0.4]), pixels=np.array([0.1, 0.2, 0.3, 0.4]),
+                               distances=np.array([0.5, 0.4, 0.1, 0.2]))
     regrets = outcome.regrets()
     assert list(regrets) == list(CHOOSERS)
-    assert regrets == pytest.approx({"predictor argmin": 0.3, "encoder argmin, true next frame": 0.0,
+    assert regrets == pytest.approx({"predictor argmin": 0.3, "planner energy argmin": 0.1,
+                                     "encoder argmin, true next frame": 0.0,
                                      "pixels argmin, true next frame": 0.4, "zero action": 0.4,
                                      "random candidate": 0.2})
 

@@ -11,9 +11,10 @@ and the benchmark's; a noisy scripted expert with random steps, like the trainin
    one-step candidate actions from a held-out state, the Spearman between the predicted energy,
    the true next frame's encoder energy and the true task distance after the action;
 3. argmin regret: the true task distance after the candidate a chooser picks minus the best among
-   the K candidates, for the predictor's argmin, the argmin of the encoder's (and raw pixels')
-   energy of the true next frames (what a perfect predictor in that representation would pick),
-   the zero action and a random candidate.
+   the K candidates, for the predictor's argmin, the argmin of the planner's whole energy (`planner`
+   config: latent L1, action cost and the goal-state term, horizon 1), the argmin of the encoder's
+   (and raw pixels') energy of the true next frames (what a perfect predictor in that
+   representation would pick), the zero action and a random candidate.
 
 The learned model sees the camera frame, the goal image and the end-effector state only. Everything
 that reads the simulator (the expert that drives the episodes, the saved simulator states, the
@@ -35,7 +36,9 @@ from torch.utils.data import DataLoader, Dataset
 import envs
 from envs.rollouts import Episode, record_episode
 from planners.energy import latent_l1_energy
+from planners.base import Planner
 from planners.energy_ranking import RankCorrelation, goal_energies, pixel_embedding, rank_correlation
+from planners.factory import make_planner
 from planners.sampling import gripper_commands, uniform_actions
 from vjepa_ac.data.transforms import normalize_frames
 from vjepa_ac.dynamics_eval import horizon_errors
@@ -49,11 +52,13 @@ log = logging.getLogger(__name__)
 CANDIDATE_RANKINGS = (("predicted vs true next-frame energy", "predicted", "encoder"),
                       ("true next-frame energy vs distance", "encoder", "distances"),
                       ("predicted energy vs distance", "predicted", "distances"))
-CHOOSERS = ("predictor argmin", "encoder argmin, true next frame", "pixels argmin, true next frame", "zero action",
-            "random candidate")
-# paired regret differences over the same states (first minus second): what prediction error costs, and what the
-# encoder's energy gains over standing still even with the true next frame
-PAIRED = (("predictor argmin", "encoder argmin, true next frame"), ("encoder argmin, true next frame", "zero action"))
+CHOOSERS = ("predictor argmin", "planner energy argmin", "encoder argmin, true next frame",
+            "pixels argmin, true next frame", "zero action", "random candidate")
+# paired regret differences over the same states (first minus second): what prediction error costs, what the
+# encoder's energy gains over standing still even with the true next frame, and what the planner's whole energy
+# (the goal-state term and action cost on top of the latent L1) gains over the latent L1 alone
+PAIRED = (("predictor argmin", "encoder argmin, true next frame"), ("encoder argmin, true next frame", "zero action"),
+          ("planner energy argmin", "predictor argmin"))
 
 
 class SimStateRecorder:
@@ -136,6 +141,7 @@ def execute_candidates(env: gym.Env, sim_state: np.ndarray, actions: np.ndarray,
 class CandidateOutcome:
     """K one-step candidates from one held-out state: energies to the goal and true distances [K]."""
     predicted: np.ndarray   # L1 of the predictor's one-step rollout to the goal embedding
+    planner: np.ndarray     # the planner's whole energy (latent L1, action cost, goal-state term) of each candidate
     encoder: np.ndarray     # L1 of the true next frame's encoding to the goal embedding
     pixels: np.ndarray      # L1 of the true next frame's pixels to the goal image
     distances: np.ndarray   # PRIVILEGED task distance after the step
@@ -144,22 +150,26 @@ class CandidateOutcome:
         """Distance of each chooser's candidate minus the best candidate's (a random candidate: expected)."""
         d, best = self.distances, self.distances.min()
         return {"predictor argmin": d[self.predicted.argmin()] - best,
+                "planner energy argmin": d[self.planner.argmin()] - best,
                 "encoder argmin, true next frame": d[self.encoder.argmin()] - best,
                 "pixels argmin, true next frame": d[self.pixels.argmin()] - best,
                 "zero action": d[0] - best,
                 "random candidate": d.mean() - best}
 
 
-def evaluate_state(wm: WorldModel, env: gym.Env, held: HeldOutEpisode, t: int, z_goal: torch.Tensor,
-                   actions: torch.Tensor, distance_key: str) -> CandidateOutcome:
-    """Score K candidates from frame `t` of `held` with the world model and execute them in the simulator."""
+def evaluate_state(wm: WorldModel, planner: Planner, env: gym.Env, held: HeldOutEpisode, t: int,
+                   z_goal: torch.Tensor, actions: torch.Tensor, distance_key: str) -> CandidateOutcome:
+    """Score K candidates from frame `t` of `held` with the world model (and the planner's whole energy)
+    and execute them in the simulator."""
     ep = held.episode
     z_now = wm.encode(ep.frames[t][None])
-    predicted = latent_l1_energy(wm.rollout(z_now, ep.states[t][None], actions[:, None]), z_goal)
+    state_now = torch.as_tensor(ep.states[t][None], dtype=torch.float32)
+    predicted = latent_l1_energy(wm.rollout(z_now, state_now, actions[:, None]), z_goal)
+    planned = planner.score(wm, z_now, state_now, z_goal, actions[:, None])
     frames, distances = execute_candidates(env, held.sim_states[t], actions.numpy(), distance_key)
     encoder = latent_l1_energy(wm.encode(frames)[:, None], z_goal)
     pixels = goal_energies(pixel_embedding, frames, ep.goal_pixels)
-    return CandidateOutcome(predicted.cpu().numpy(), encoder.cpu().numpy(), pixels, distances)
+    return CandidateOutcome(predicted.cpu().numpy(), planned.cpu().numpy(), encoder.cpu().numpy(), pixels, distances)
 
 
 def state_indices(steps: int, count: int) -> np.ndarray:
@@ -181,6 +191,7 @@ def evaluate_task(wm: WorldModel, env: gym.Env, distance_key: str, cfg: DictConf
     """All three checks on `cfg.episodes` held-out episodes of one task (episode i uses seed `cfg.seed + i`)."""
     generator = torch.Generator().manual_seed(cfg.seed)
     low, high = env.action_space.low, env.action_space.high
+    planner = make_planner({**OmegaConf.to_container(cfg.planner, resolve=True), "horizon": 1}, env.action_space)
     held_out, outcomes = [], []
     for i in range(cfg.episodes):
         held = record_held_out(env, cfg.seed + i, cfg.expert_noise, cfg.random_action_prob)
@@ -188,7 +199,7 @@ def evaluate_task(wm: WorldModel, env: gym.Env, distance_key: str, cfg: DictConf
         z_goal = wm.encode(held.episode.goal_pixels[None])
         for t in state_indices(len(held.sim_states), cfg.states_per_episode):   # before the next reset
             actions = candidate_actions(low, high, cfg.candidates, generator)
-            outcomes.append(evaluate_state(wm, env, held, t, z_goal, actions, distance_key))
+            outcomes.append(evaluate_state(wm, planner, env, held, t, z_goal, actions, distance_key))
 
     episodes = [h.episode for h in held_out]
     windows = EpisodeWindows(episodes, cfg.horizon)

@@ -12,7 +12,9 @@ planner's energy is simply an L1 distance between latents.
 A checkpoint directory (written by fine-tuning, `vjepa_ac/checkpoint.py` layout) holds
 `model.safetensors` (keys `encoder.*`, `predictor.*`) and `config.yaml`, whose `world_model` section
 is everything needed to rebuild the two modules: the encoder's `VJEPA2Config` fields, `pool`, and
-the predictor sizes.
+the predictor sizes. A checkpoint written by `scripts/train_state_head.py` also holds the goal-state
+head (keys `state_head.*`, sizes in `world_model.state_head`): `decode_state(z)` reads the robot's
+state from latents, which the planners' `state_weight` energy term applies to the goal image.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from vjepa_ac.checkpoint import load_config, load_state_into, load_weights, spli
 from vjepa_ac.data.transforms import normalize_frames
 from vjepa_ac.training import resolve_device
 from vjepa_ac.models.ac_predictor import ACPredictor, ACPredictorConfig
+from vjepa_ac.models.state_head import StateHead, StateHeadConfig
 
 
 def encoder_fields(config) -> dict[str, Any]:
@@ -84,6 +87,16 @@ def build_modules(spec: DictConfig | dict) -> tuple[FrameLatents, ACPredictor]:
     return latents, predictor
 
 
+def build_state_head(spec: DictConfig, latents: FrameLatents, predictor: ACPredictor) -> StateHead | None:
+    """A randomly initialised goal-state head when the `world_model` spec has a `state_head` section."""
+    if spec.get("state_head") is None:
+        return None
+    grid = latents.grid
+    return StateHead(StateHeadConfig(num_tokens=grid[0] * grid[1], embed_dim=predictor.cfg.embed_dim,
+                                     state_dim=predictor.cfg.state_dim,
+                                     **OmegaConf.to_container(spec.state_head, resolve=True)))
+
+
 def config_frame_stride(cfg: DictConfig) -> int:
     """Control steps per predicted step of a fine-tuning run's config (its data.reader.frame_stride)."""
     return int(OmegaConf.select(cfg, "data.reader.frame_stride", default=1))
@@ -101,10 +114,12 @@ class WorldModel(nn.Module):
     privileged = False
     views = ("pixels",)  # one camera: the env's obs["pixels"] (several: planners.views.MultiViewWorldModel)
 
-    def __init__(self, latents: FrameLatents, predictor: ACPredictor, spec: DictConfig | dict):
+    def __init__(self, latents: FrameLatents, predictor: ACPredictor, spec: DictConfig | dict,
+                 state_head: StateHead | None = None):
         super().__init__()
         self.latents = latents
         self.predictor = predictor.eval().requires_grad_(False)
+        self.state_head = state_head.eval().requires_grad_(False) if state_head is not None else None
         self.spec = OmegaConf.create(spec) if isinstance(spec, dict) else spec
         # control steps per predicted step: 1, or k for a high-level model fine-tuned on frames read
         # every k control steps (data.reader.frame_stride), whose action is the summed k-step action
@@ -146,10 +161,13 @@ class WorldModel(nn.Module):
         if "world_model" not in cfg:
             raise ValueError(f"{Path(path) / 'config.yaml'} has no 'world_model' section: not a fine-tuning checkpoint")
         latents, predictor = build_modules(cfg.world_model)
+        state_head = build_state_head(cfg.world_model, latents, predictor)
         weights = load_weights(path)
         load_state_into(latents.encoder, split_prefix(weights, "encoder"), source=f"{path} (encoder.*)")
         load_state_into(predictor, split_prefix(weights, "predictor"), source=f"{path} (predictor.*)")
-        model = cls(latents, predictor, cfg.world_model).to(resolve_device(device))
+        if state_head is not None:
+            load_state_into(state_head, split_prefix(weights, "state_head"), source=f"{path} (state_head.*)")
+        model = cls(latents, predictor, cfg.world_model, state_head).to(resolve_device(device))
         model.frame_stride = config_frame_stride(cfg)
         return model
 
@@ -172,6 +190,14 @@ class WorldModel(nn.Module):
     def encode_goal(self, frames) -> torch.Tensor:
         """A goal image is encoded like any frame."""
         return self.encode(frames)
+
+    @torch.inference_mode()
+    def decode_state(self, z: torch.Tensor) -> torch.Tensor:
+        """The robot state read from latents `[B, N, D]` by the goal-state head -> `[B, S]`."""
+        if self.state_head is None:
+            raise ValueError("this world model has no goal-state head (a planner's state_weight needs one): "
+                             "train it with scripts/train_state_head.py")
+        return self.state_head(z.to(self.device).float())
 
     def rollout(self, z: torch.Tensor, state, actions) -> torch.Tensor:
         """Predict latents of the next H frames for B candidate action sequences at once.

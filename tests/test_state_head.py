@@ -1,0 +1,140 @@
+"""The goal-state head: training over a fine-tuned world model, the checkpoint round trip, and the
+planners' state energy (absolute and relative goal state)."""
+from pathlib import Path
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+
+from planners import CEM
+from planners.mpc import TimedWorldModel
+from vjepa_ac import WorldModel
+from vjepa_ac.checkpoint import load_weights, split_prefix
+from vjepa_ac.finetune import finetune
+from vjepa_ac.models.state_head import StateHead, StateHeadConfig
+from vjepa_ac.state_head_training import train_state_head
+
+ROOT = Path(__file__).resolve().parents[1]
+FIXTURE = ROOT / "tests" / "fixtures" / "lerobot_v30_tiny"
+ENCODER = {"patch_size": 8, "crop_size": 32, "frames_per_clip": 2, "tubelet_size": 2, "hidden_size": 48,
+           "num_attention_heads": 2, "num_hidden_layers": 1}
+LOW, HIGH = [-0.05] * 3 + [-0.25] * 3 + [-1.0], [0.05] * 3 + [0.25] * 3 + [1.0]
+
+
+def _compose(name: str, tmp_path: Path, overrides: dict):
+    with initialize_config_dir(str(ROOT / "configs"), version_base=None):
+        cfg = compose(name)
+    base = {"device": "cpu", "data": {"root": str(FIXTURE), "num_steps": 3},
+            "cache": {"enabled": True, "dir": str(tmp_path / "cache"), "batch_size": 16}}
+    return OmegaConf.merge(cfg, base, overrides)
+
+
+@pytest.fixture(scope="module")
+def world_model_dir(tmp_path_factory) -> Path:
+    tmp_path = tmp_path_factory.mktemp("finetune")
+    cfg = _compose("finetune", tmp_path, {
+        "output_dir": str(tmp_path / "run"), "encoder": {"source": "random", "config": ENCODER},
+        "world_model": {"pool": 2, "predictor": {"dim": 48, "depth": 2, "heads": 2}},
+        "train": {"steps": 2, "batch_size": 4, "val_every": 1000, "checkpoint_every": 1000},
+        "optim": {"warmup_steps": 1}})
+    return finetune(cfg)
+
+
+def test_head_training_lowers_the_loss_and_the_checkpoint_is_the_same_world_model_plus_the_head(
+        tmp_path, world_model_dir):
+    cfg = _compose("train_state_head", tmp_path, {
+        "world_model": str(world_model_dir), "output_dir": str(tmp_path / "head"),
+        "state_head": {"token_dim": 8, "width": 32},
+        "train": {"steps": 60, "batch_size": 8, "log_every": 20, "val_every": 30, "checkpoint_every": 1000},
+        "optim": {"warmup_steps": 5, "lr": 3e-3}})
+    ckpt = train_state_head(cfg)
+
+    source, trained = WorldModel.from_checkpoint(world_model_dir), WorldModel.from_checkpoint(ckpt)
+    assert source.state_head is None and isinstance(trained.state_head, StateHead)
+    for prefix in ("encoder", "predictor"):  # copied unchanged
+        a, b = split_prefix(load_weights(world_model_dir), prefix), split_prefix(load_weights(ckpt), prefix)
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert trained.frame_stride == source.frame_stride
+
+    from vjepa_ac.data.robot_logs import RobotLogDataset
+    data = RobotLogDataset(FIXTURE, num_steps=2, split="train", resolution=32)
+    frames = torch.cat([torch.from_numpy(data.episode_frames(e)) for e in data.episodes])
+    states = torch.cat([torch.as_tensor(data.states[e]) for e in data.episodes]).float()
+    z = trained.encode(frames)
+    torch.manual_seed(1)
+    untrained = StateHead(trained.state_head.cfg)
+    untrained.set_state_stats(states)
+    with torch.no_grad():
+        assert trained.state_head.loss(z, states) < 0.7 * untrained.loss(z, states)
+    assert trained.decode_state(z[:3]).shape == (3, 7)
+    with pytest.raises(ValueError, match="no goal-state head"):
+        source.decode_state(z[:1])
+
+
+class LineWorld:
+    """Latents carry nothing (every prediction equals the goal), so only the state term can steer;
+    the head reads a state from the latent's first feature with a constant bias."""
+
+    privileged, action_dim, resolution, views = False, 7, None, ("pixels",)
+
+    def __init__(self, bias: float = 0.0):
+        self.bias = bias
+
+    def rollout(self, z, state, actions):
+        return z.expand(actions.shape[0], -1, -1)[:, None].expand(-1, actions.shape[1], -1, -1).clone()
+
+    def decode_state(self, z):
+        state = torch.zeros(z.shape[0], 7)
+        state[:, 0] = z[:, 0, 0] + self.bias
+        return state
+
+
+def _plan(world_model, z_now, state_now, z_goal, **kwargs):
+    planner = CEM(LOW, HIGH, horizon=2, num_samples=200, num_elites=10, iterations=5, seed=0,
+                  state_weight=1.0, **kwargs)
+    return planner.plan(world_model, z_now, state_now, z_goal), planner
+
+
+def test_state_energy_steers_toward_the_goal_state_read_from_the_goal_latent():
+    z_now, z_goal = torch.zeros(1, 1, 4), torch.zeros(1, 1, 4)
+    z_goal[0, 0, 0] = 0.3  # the head reads x = 0.3 from the goal, the robot is at x = 0
+    actions, planner = _plan(LineWorld(), z_now, torch.zeros(1, 7), z_goal)
+    assert actions[:, 0].sum() > 0.08 and abs(float(actions[:, 1].sum())) < 0.03  # toward +x, near-full steps
+    assert torch.allclose(planner.goal_state[0, 0], torch.tensor(0.3))
+    # through the MPC loop's timing wrapper too
+    wrapped, _ = _plan(TimedWorldModel(LineWorld()), z_now, torch.zeros(1, 7), z_goal)
+    assert torch.equal(wrapped, actions)
+
+
+def test_relative_goal_state_cancels_the_heads_bias():
+    z_now, z_goal = torch.zeros(1, 1, 4), torch.zeros(1, 1, 4)
+    z_goal[0, 0, 0] = 0.3
+    state_now = torch.zeros(1, 7)
+    state_now[0, 0] = 0.5  # the measured state
+    _, absolute = _plan(LineWorld(bias=0.2), z_now, state_now, z_goal)
+    _, relative = _plan(LineWorld(bias=0.2), z_now, state_now, z_goal, goal_state="relative")
+    assert torch.allclose(absolute.goal_state[0, 0], torch.tensor(0.5))  # 0.3 read with the 0.2 bias
+    assert torch.allclose(relative.goal_state[0, 0], torch.tensor(0.8))  # measured 0.5 + (0.5 - 0.2)
+
+
+def test_state_energy_needs_a_head_and_valid_settings():
+    class NoHead(LineWorld):
+        decode_state = None
+
+    z = torch.zeros(1, 1, 4)
+    with pytest.raises(ValueError, match="goal-state head"):
+        CEM(LOW, HIGH, state_weight=1.0).plan(NoHead(), z, torch.zeros(1, 7), z)
+    with pytest.raises(ValueError, match="goal_state"):
+        CEM(LOW, HIGH, state_weight=1.0, goal_state="guess")
+    with pytest.raises(ValueError, match="state_dims"):
+        CEM(LOW, HIGH, state_weight=1.0, state_dims=[9])
+    with pytest.raises(ValueError, match="state_weight"):
+        CEM(LOW, HIGH, state_weight=-1.0)
+
+
+def test_head_checks_its_input_shape():
+    head = StateHead(StateHeadConfig(num_tokens=4, embed_dim=8))
+    assert head(torch.zeros(2, 4, 8)).shape == (2, 7)
+    with pytest.raises(ValueError, match=r"\[B, 4, 8\]"):
+        head(torch.zeros(2, 5, 8))
