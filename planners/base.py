@@ -11,6 +11,12 @@ from planners.protocol import WorldModel
 from vjepa_ac.state_action import POSITION_DIMS, ROTATION_DIMS, STATE_HIGH, STATE_LOW
 
 
+def integrate(state: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+    """States after each action: `state` [1, S] + cumulative `actions` [B, H, S] -> [B, H, S] (the world
+    models' integration), clamped to the state bounds (so the gripper closure stays in [0, 1])."""
+    return (state[:, None] + actions.cumsum(1)).clamp(torch.as_tensor(STATE_LOW), torch.as_tensor(STATE_HIGH))
+
+
 GOAL_STATES = ("absolute", "relative")  # how the state energy's goal is read (Planner, goal_state)
 
 
@@ -77,6 +83,7 @@ class Planner:
         self.cost_dims = ~self.frozen  # dims the action cost counts (sampling planners drop the gripper)
         self.state_weight, self.state_dims, self.goal_state_mode = state_weight, list(state_dims), goal_state
         self.goal_state: torch.Tensor | None = None  # [1, S], read from the goal latent when state_weight > 0
+        self.fixed_goal_state: torch.Tensor | None = None  # [1, S] given by `fix_goal_state` instead
         self.seed = seed
         self.generator = torch.Generator().manual_seed(seed)
         self.previous: torch.Tensor | None = None
@@ -100,6 +107,12 @@ class Planner:
             self.seed = seed
         self.generator.manual_seed(self.seed)
         self.previous = None
+        self.fixed_goal_state = None
+
+    def fix_goal_state(self, state: torch.Tensor | None) -> None:
+        """Make `state` [1, S] the state term's goal in the next plans instead of the one read from the goal
+        latent (None: read it again). A two-level planner passes the state its high-level plan reaches."""
+        self.fixed_goal_state = None if state is None else state.detach().float().cpu()
 
     def episode_log(self) -> dict:
         """What the planner noted over the episode, for the episode's summary (flat planners: nothing)."""
@@ -131,7 +144,8 @@ class Planner:
         self._check_inputs(world_model, z_now, state_now, z_goal)
         self.stats = {"rollout_calls": 0, "candidates": 0, "skipped_nonfinite": 0, "energy": float("inf")}
         if self.state_weight > 0:
-            self.goal_state = self._read_goal_state(world_model, z_now.detach(), state_now.detach(), z_goal.detach())
+            self.goal_state = (self.fixed_goal_state if self.fixed_goal_state is not None else
+                               self._read_goal_state(world_model, z_now.detach(), state_now.detach(), z_goal.detach()))
 
     def _optimize(self, world_model: WorldModel, z_now: torch.Tensor, state_now: torch.Tensor, z_goal: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
@@ -200,8 +214,7 @@ class Planner:
 
     def _state_energy(self, state_now: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         """Mean |integrated state - goal state| over `state_dims`, per step reduced like the latent energy: [B]."""
-        low, high = torch.as_tensor(STATE_LOW), torch.as_tensor(STATE_HIGH)
-        states = (state_now[:, None] + actions.cumsum(1)).clamp(low, high)  # [B, H, S]
+        states = integrate(state_now, actions)  # [B, H, S]
         per_step = (states - self.goal_state[:, None])[..., self.state_dims].abs().mean(-1)  # [B, H]
         return per_step[:, -1] if self.energy == "final" else per_step.sum(1)
 

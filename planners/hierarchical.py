@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import torch
 
-from planners.base import Planner
+from planners.base import Planner, integrate
 from planners.energy import latent_l1_energy
 from planners.protocol import WorldModel, WorldModelDefaults
 from planners.sampling import CEM
@@ -69,7 +69,9 @@ class MacroActions(WorldModelDefaults):
 class HierarchicalPlanner(Planner):
     """`high` plans macro-actions over `high_model` toward the goal; `low` plans control steps over
     the world model the MPC loop passes toward the latent `high_model` predicts after the first
-    macro-action. Same `plan(world_model, z_now, state_now, z_goal) -> [H, A]` as any planner.
+    macro-action, and (when the low level has a state term) toward the state the first macro-action
+    reaches, `state_now + macro-action`, integrated as the world models integrate it. Same
+    `plan(world_model, z_now, state_now, z_goal) -> [H, A]` as any planner.
 
     `stats` holds the low level's figures plus `high_plans` (high-level searches so far this
     episode), `high_energy` (the best high-level candidate's predicted energy to the goal) and
@@ -129,6 +131,8 @@ class HierarchicalPlanner(Planner):
             self.high_level.shift(1)  # one macro-action's worth of control steps was spent on the last subgoal
         macros = self.high_level.plan(self.high_model, z_now, state_now, z_goal)
         self.macro_path = spread(macros, self.macro_steps)
+        # the subgoal's state: where the first macro-action takes the integrated state (the low level's state term)
+        self.low_level.fix_goal_state(integrate(state_now, macros[None, :1])[:, -1])
         with torch.no_grad():
             self.subgoal = self.high_model.rollout(z_now, state_now, macros[None])[:, 0].to(z_now.device).float()
         energy = float(latent_l1_energy(z_now[:, None], self.subgoal)[0])

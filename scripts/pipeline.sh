@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # From nothing to the benchmark table on a 2-core CPU with the tiny configuration:
 #   collect video corpus -> pretrain encoder -> collect robot logs -> fine-tune AC predictor
-#   -> train the goal-state head on the fine-tuned model -> fine-tune the high-level (4-step macro-action) predictor on the same encoder and logs
-#   -> dynamics evaluation -> benchmark
+#   -> train the goal-state head on it -> fine-tune the high-level (4-step macro-action) predictor on the
+#   same encoder and logs -> its goal-state head -> dynamics evaluation -> benchmark
 # Sizes and budgets are each stage's own Hydra config (configs/<stage>.yaml); this script only wires
 # the stages' folders together under $RUN and prints each stage's wall time. Every stage resumes or
 # skips finished work, so re-running after an interruption continues where it stopped.
@@ -36,6 +36,8 @@ stage state_head python scripts/train_state_head.py world_model="$RUN/finetune/c
   output_dir="$RUN/state_head" cache.dir="$RUN/embedding_cache" resume=true
 stage finetune_high python scripts/finetune.py --config-name finetune_high encoder.path="$RUN/pretrain/checkpoint" \
   data.root="$RUN/robot_logs" output_dir="$RUN/finetune_high" cache.dir="$RUN/embedding_cache" resume=true
+stage state_head_high python scripts/train_state_head.py world_model="$RUN/finetune_high/checkpoint" \
+  data.root="$RUN/robot_logs" output_dir="$RUN/state_head_high" cache.dir="$RUN/embedding_cache" resume=true
 stage eval_dynamics python scripts/eval_dynamics.py checkpoint="$RUN/finetune/checkpoint" data.root="$RUN/robot_logs" \
   output_dir="$RUN/eval_dynamics"
 # The single-goal-image oracle (model-independent, ~1.2 s/action, 0 % on Grasp and PickPlace) is left to
@@ -43,7 +45,7 @@ stage eval_dynamics python scripts/eval_dynamics.py checkpoint="$RUN/finetune/ch
 stage benchmark python scripts/benchmark.py methods.learned_cem.world_model="$RUN/state_head/checkpoint" \
   methods.learned_cem_subgoals.world_model="$RUN/state_head/checkpoint" output_dir="$RUN/benchmark" \
   methods.learned_cem_hierarchical.world_model="$RUN/state_head/checkpoint" \
-  methods.learned_cem_hierarchical.high_level.world_model="$RUN/finetune_high/checkpoint" \
+  methods.learned_cem_hierarchical.high_level.world_model="$RUN/state_head_high/checkpoint" \
   'run_methods=[random,expert,oracle_cem_subgoals,learned_cem,learned_cem_subgoals,learned_cem_hierarchical]'
 echo "pipeline finished $(date -u +%FT%TZ)" >> "$TIMES"
 cat "$TIMES"

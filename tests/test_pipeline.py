@@ -16,6 +16,7 @@ TOY = {
     "ARGS_finetune": "train.steps=3 train.batch_size=8 optim.warmup_steps=1 train.val_every=2 train.log_every=1",
     "ARGS_finetune_high": "train.steps=3 train.batch_size=8 optim.warmup_steps=1 train.val_every=2 train.log_every=1",
     "ARGS_state_head": "train.steps=3 train.batch_size=8 optim.warmup_steps=1 train.val_every=2 train.log_every=1",
+    "ARGS_state_head_high": "train.steps=3 train.batch_size=8 optim.warmup_steps=1 train.val_every=2 train.log_every=1",
     "ARGS_eval_dynamics": "eval.max_windows=16",
     "ARGS_benchmark": "episodes=1 tasks=[reach] run_methods=[random,learned_cem,learned_cem_hierarchical] num_workers=0 "
                       "videos_per_cell=0 envs.reach.episode_steps=3",
@@ -31,7 +32,7 @@ def test_pipeline_runs_every_stage_and_writes_the_table(tmp_path):
     assert {c["method"] for c in results["cells"]} == {"random", "learned_cem", "learned_cem_hierarchical"}
     assert all(c["episodes"] == 1 for c in results["cells"])
     times = (run / "stage_times.txt").read_text()
-    for stage in ("collect_videos", "pretrain", "collect_robot_logs", "finetune", "state_head", "finetune_high",
+    for stage in ("collect_videos", "pretrain", "collect_robot_logs", "finetune", "state_head", "finetune_high", "state_head_high",
                   "eval_dynamics", "benchmark"):
         assert stage in times
     assert (run / "finetune" / "checkpoint" / "model.safetensors").is_file()

@@ -138,3 +138,22 @@ def test_head_checks_its_input_shape():
     assert head(torch.zeros(2, 4, 8)).shape == (2, 7)
     with pytest.raises(ValueError, match=r"\[B, 4, 8\]"):
         head(torch.zeros(2, 5, 8))
+
+
+def test_two_level_low_level_aims_at_the_state_the_first_macro_action_reaches():
+    from planners.hierarchical import HierarchicalPlanner, PrimitiveCEM, macro_bounds
+
+    z_now, z_goal = torch.zeros(1, 1, 4), torch.zeros(1, 1, 4)
+    z_goal[0, 0, 0] = 0.3  # the goal is 30 cm along +x
+    high = PrimitiveCEM(*macro_bounds(LOW, HIGH, 4), horizon=3, num_samples=100, num_elites=10, iterations=3,
+                        seed=0, state_weight=1.0)
+    low = CEM(LOW, HIGH, horizon=2, num_samples=50, num_elites=5, iterations=2, seed=0, state_weight=1.0)
+    planner = HierarchicalPlanner(low, high, LineWorld(), macro_steps=4)
+    state_now = torch.zeros(1, 7)
+    actions = planner.plan(LineWorld(), z_now, state_now, z_goal)
+    first_macro = high.previous[0]
+    assert first_macro[0] > 0.1  # the high level moves toward the goal state
+    assert torch.allclose(low.goal_state, (state_now + first_macro).clamp(min=torch.zeros(7) - 2, max=torch.ones(7)))
+    assert actions[:, 0].sum() > 0.05  # and the low level follows it
+    planner.reset(0)
+    assert low.fixed_goal_state is None
