@@ -22,23 +22,18 @@ from planners.subgoals import GoalTracker, SubgoalSwitch
 
 
 class TimedWorldModel:
-    """Wraps a world model, adding up the wall time spent in `encode` and `rollout`."""
+    """Wraps a world model, adding up the wall time spent in `encode` and `rollout`; every other
+    attribute (`privileged`, `views`, `encode_goal`, the optional `decode_state`, ...) is the wrapped model's."""
 
     def __init__(self, world_model: WorldModel):
         self.world_model = world_model
-        self.privileged = world_model.privileged
-        self.action_dim = world_model.action_dim
-        self.resolution = world_model.resolution
-        self.views = world_model.views
         self.encode_s = 0.0
         self.rollout_s = 0.0
 
     def __getattr__(self, name: str):
-        """Everything else (e.g. the optional `decode_state`) is the wrapped model's."""
+        if name == "world_model":  # not set yet (e.g. while copying): no recursion through __getattr__
+            raise AttributeError(name)
         return getattr(self.world_model, name)
-
-    def encode_goal(self, frames) -> torch.Tensor:
-        return self.world_model.encode_goal(frames)
 
     def encode(self, frames) -> torch.Tensor:
         start = time.perf_counter()

@@ -17,11 +17,11 @@ from torch.utils.data import DataLoader, Dataset
 
 from vjepa_ac.checkpoint import load_config
 from vjepa_ac.finetune import check_data_root, latent_dataset, robot_log_dataset, state_action_sample, to_latents
-from vjepa_ac.models.state_head import StateHead, StateHeadConfig
+from vjepa_ac.models.state_head import StateHead
 from vjepa_ac.state_action import GRIPPER_DIM, POSITION_DIMS
 from vjepa_ac.train_loop import Objective, StepOutput, train
 from vjepa_ac.training import DistInfo, adamw_param_groups, all_reduce_mean
-from vjepa_ac.world_model import WorldModel
+from vjepa_ac.world_model import WorldModel, build_state_head
 
 log = logging.getLogger(__name__)
 
@@ -57,17 +57,15 @@ class StateHeadTraining(Objective):
         self.val_data = latent_dataset(cfg, val_raw, self.latents, "val", dist_info.is_main, device)
         self.num_workers = 0 if self.cached else cfg.data.num_workers
 
-        spec = OmegaConf.to_container(cfg.state_head, resolve=True)
-        self.head = StateHead(StateHeadConfig(num_tokens=self.latents.grid[0] * self.latents.grid[1],
-                                              embed_dim=pcfg.embed_dim, state_dim=pcfg.state_dim, **spec)).to(device)
+        self.saved_config = source.copy()
+        self.saved_config.world_model.state_head = OmegaConf.to_container(cfg.state_head, resolve=True)
+        self.saved_config.state_head_run = OmegaConf.to_container(cfg, resolve=True)
+        self.head = build_state_head(self.saved_config.world_model, self.latents, wm.predictor).to(device)
         self.head.set_state_stats(state_action_sample(self.dataset)[0])
         self.optimizer = torch.optim.AdamW(adamw_param_groups(self.head, cfg.optim.weight_decay),
                                            lr=cfg.optim.lr, betas=tuple(cfg.optim.betas))
         self.model = HeadLoss(self.head)
         self.modules = {"encoder": wm.latents.encoder, "predictor": wm.predictor, "state_head": self.head}
-        self.saved_config = source.copy()
-        self.saved_config.world_model.state_head = spec
-        self.saved_config.state_head_run = OmegaConf.to_container(cfg, resolve=True)
         log.info("state head on %s: %d train windows, %d val windows", cfg.world_model, len(self.dataset),
                  len(self.val_data))
 
