@@ -107,7 +107,8 @@ def encode_episodes(dataset: RobotLogDataset, latents: nn.Module, frames_per_bat
                                     .to("cpu", torch.float16) for i in range(0, len(frames), frames_per_batch)])
     offsets = torch.arange(dataset.num_steps) * dataset.frame_stride
     z = torch.stack([per_episode[e][start + offsets] for e, start in dataset.windows])
-    _, states, actions = zip(*(dataset[i] for i in range(len(dataset))))  # the reader's own slicing
+    # the reader's own slicing, without decoding every window's frames again (that held them all in memory)
+    states, actions = zip(*(dataset.window_states_actions(i) for i in range(len(dataset))))
     return LatentWindows(z, torch.stack(states).float(), torch.stack(actions).float())
 
 

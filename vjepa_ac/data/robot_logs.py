@@ -178,14 +178,20 @@ class RobotLogDataset(Dataset):
     def __len__(self) -> int:
         return len(self.windows)
 
+    def window_states_actions(self, idx: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The states [T, S] and (summed) actions [T - 1, A] of window `idx`, without decoding its frames."""
+        episode, start = self.windows[idx]
+        stop = start + (self.num_steps - 1) * self.frame_stride + 1
+        states = torch.from_numpy(self.states[episode][start:stop:self.frame_stride])
+        per_step = self.actions[episode][start:stop - 1]
+        actions = per_step.reshape(self.num_steps - 1, self.frame_stride, -1).sum(1)
+        return states, torch.from_numpy(actions)
+
     def __getitem__(self, idx: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         episode, start = self.windows[idx]
         stop = start + (self.num_steps - 1) * self.frame_stride + 1
         frames = normalize_frames(self.episode_frames(episode)[start:stop:self.frame_stride])
-        states = torch.from_numpy(self.states[episode][start:stop:self.frame_stride])
-        per_step = self.actions[episode][start:stop - 1]
-        actions = per_step.reshape(self.num_steps - 1, self.frame_stride, -1).sum(1)
-        return frames, states, torch.from_numpy(actions)
+        return (frames, *self.window_states_actions(idx))
 
 
 def _vectors(column, where: str) -> np.ndarray:
