@@ -8,13 +8,36 @@ import torch
 
 from planners.energy import ENERGY_REDUCTIONS, latent_l1_energy, mask_non_finite
 from planners.protocol import WorldModel
-from vjepa_ac.state_action import POSITION_DIMS, ROTATION_DIMS, STATE_HIGH, STATE_LOW
+from vjepa_ac.state_action import GRIPPER_DIM, POSITION_DIMS, ROTATION_DIMS, STATE_HIGH, STATE_LOW
 
 
 def integrate(state: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
     """States after each action: `state` [1, S] + cumulative `actions` [B, H, S] -> [B, H, S] (the world
     models' integration), clamped to the state bounds (so the gripper closure stays in [0, 1])."""
     return (state[:, None] + actions.cumsum(1)).clamp(torch.as_tensor(STATE_LOW), torch.as_tensor(STATE_HIGH))
+
+
+def stop_at_goal_closure(states: torch.Tensor, state_now: torch.Tensor, goal: torch.Tensor) -> torch.Tensor:
+    """Integrated states [B, H, S] with a gripper closure that closed past the goal's [1, S] (from
+    `state_now`'s [1, S], below it) set to the goal's. Why: an object between the fingers stops them,
+    so a gripper closed on an object measures ~0.4, not the 1.0 that integrating "close" gives, and
+    "close" must not score worse than "hold" toward a goal that shows the object held. Opening has no
+    such stop, so a closure opened past the goal's still counts."""
+    now, target = state_now[:, GRIPPER_DIM, None], goal[:, GRIPPER_DIM, None]  # [1, 1]
+    closure = states[..., GRIPPER_DIM]  # [B, H]
+    states = states.clone()
+    states[..., GRIPPER_DIM] = torch.where((target > now) & (closure > target), target, closure)
+    return states
+
+
+def hold_small_gripper_changes(goal: torch.Tensor, state_now: torch.Tensor, deadband: float) -> torch.Tensor:
+    """`goal` [1, S] with its gripper closure set to `state_now`'s when they differ by less than
+    `deadband`: a goal-state head reads the closure to ~0.1, so a smaller difference is noise, and
+    acting on it would close an open gripper far from any object (or open one that holds it)."""
+    goal = goal.clone()
+    if abs(float(goal[0, GRIPPER_DIM] - state_now[0, GRIPPER_DIM])) < deadband:
+        goal[0, GRIPPER_DIM] = state_now[0, GRIPPER_DIM]
+    return goal
 
 
 GOAL_STATES = ("absolute", "relative")  # how the state energy's goal is read (Planner, goal_state)
@@ -36,7 +59,10 @@ class Planner:
     the goal latent by the world model's goal-state head (`decode_state`; see
     vjepa_ac/models/state_head.py). With `goal_state: relative` the goal state is the measured state
     plus the head's difference between the goal and the current latents, so the head's own bias
-    cancels as the frame approaches the goal image ("absolute": the head's reading of the goal). The planner is
+    cancels as the frame approaches the goal image ("absolute": the head's reading of the goal). On the
+    gripper closure the term is physical rather than literal: a closure change the head reads smaller
+    than `gripper_deadband` counts as "hold" (`hold_small_gripper_changes`), and closing past the goal's
+    closure counts as reaching it (`stop_at_goal_closure`: an object between the fingers stops them). The planner is
     stateful across MPC steps: after `shift(m)` (m actions executed) the next plan warm-starts from
     the rest of the previous solution. `reset(seed)` starts a new episode. After each `plan`,
     `stats` holds the predicted energy of the best candidate seen, the number of rollout calls and
@@ -54,6 +80,7 @@ class Planner:
         state_weight: float = 0.0,
         state_dims: Sequence[int] = POSITION_DIMS,
         goal_state: str = "absolute",
+        gripper_deadband: float = 0.0,
         seed: int = 0,
     ):
         low = torch.as_tensor(np.asarray(action_low, dtype=np.float32))
@@ -64,8 +91,9 @@ class Planner:
             raise ValueError(f"action bounds must be finite with low <= high, got low={low.tolist()} high={high.tolist()}")
         if horizon < 1:
             raise ValueError(f"horizon must be >= 1, got {horizon}")
-        if action_cost < 0 or state_weight < 0:
-            raise ValueError(f"action_cost and state_weight must be >= 0, got {action_cost}, {state_weight}")
+        if action_cost < 0 or state_weight < 0 or gripper_deadband < 0:
+            raise ValueError(f"action_cost, state_weight and gripper_deadband must be >= 0, got {action_cost}, "
+                             f"{state_weight}, {gripper_deadband}")
         if goal_state not in GOAL_STATES:
             raise ValueError(f"goal_state must be one of {GOAL_STATES}, got {goal_state!r}")
         if energy not in ENERGY_REDUCTIONS:
@@ -82,6 +110,7 @@ class Planner:
         self.action_cost = action_cost
         self.cost_dims = ~self.frozen  # dims the action cost counts (sampling planners drop the gripper)
         self.state_weight, self.state_dims, self.goal_state_mode = state_weight, list(state_dims), goal_state
+        self.gripper_deadband = gripper_deadband
         self.goal_state: torch.Tensor | None = None  # [1, S], read from the goal latent when state_weight > 0
         self.fixed_goal_state: torch.Tensor | None = None  # [1, S] given by `fix_goal_state` instead
         self.seed = seed
@@ -214,8 +243,9 @@ class Planner:
 
     def _state_energy(self, state_now: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         """Mean |integrated state - goal state| over `state_dims`, per step reduced like the latent energy: [B]."""
-        states = integrate(state_now, actions)  # [B, H, S]
-        per_step = (states - self.goal_state[:, None])[..., self.state_dims].abs().mean(-1)  # [B, H]
+        goal = hold_small_gripper_changes(self.goal_state, state_now, self.gripper_deadband)
+        states = stop_at_goal_closure(integrate(state_now, actions), state_now, goal)  # [B, H, S]
+        per_step = (states - goal[:, None])[..., self.state_dims].abs().mean(-1)  # [B, H]
         return per_step[:, -1] if self.energy == "final" else per_step.sum(1)
 
     def _evaluate(self, world_model: WorldModel, z_now: torch.Tensor, state_now: torch.Tensor, z_goal: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:

@@ -43,6 +43,7 @@ class SamplingPlanner(Planner):
         init_std: float = 1.0,
         gripper_dim: int | None = GRIPPER_DIM,
         min_gripper_prob: float = 0.05,
+        close_in_place: bool = False,
         **kwargs,
     ):
         super().__init__(action_low, action_high, **kwargs)
@@ -59,6 +60,20 @@ class SamplingPlanner(Planner):
         if self.gripper_dim is not None:
             self.gripper_values = gripper_commands(self.low, self.high, self.rest, self.gripper_dim)
             self.cost_dims[self.gripper_dim] = False  # a switch, not a motion: the action cost leaves it free
+        self.close_in_place = close_in_place and self.gripper_dim is not None
+
+    def _clip(self, actions: torch.Tensor) -> torch.Tensor:
+        """The base clip; with `close_in_place`, a step that closes the gripper does not move (the
+        other dims held at rest). Why: closing while moving drags the fingers off the object, and a
+        world model too coarse to predict that would score "close and lift at once" above "close, then
+        lift" (the same end state one step sooner)."""
+        actions = super()._clip(actions)
+        if self.close_in_place:
+            closing = actions[..., self.gripper_dim, None] >= self.high[self.gripper_dim]
+            still = self.rest.clone()
+            still[self.gripper_dim] = self.high[self.gripper_dim]
+            actions = torch.where(closing, still, actions)
+        return actions
 
     def _initial(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Mean (warm start), std [H, A] and gripper probabilities [H, 3] to start from."""

@@ -13,6 +13,7 @@ TOY = {
     "ARGS_pretrain": "train.steps=3 optim.warmup_steps=1 train.batch_size=4 data.num_workers=0 "
                      "train.checkpoint_every=2 train.log_every=1",
     "ARGS_collect_robot_logs": "episodes_per_task=3 episodes_per_file=4 num_workers=1",
+    "ARGS_collect_head_logs": "episodes_per_task=3 episodes_per_file=4 num_workers=1",
     "ARGS_finetune": "train.steps=3 train.batch_size=8 optim.warmup_steps=1 train.val_every=2 train.log_every=1",
     "ARGS_finetune_high": "train.steps=3 train.batch_size=8 optim.warmup_steps=1 train.val_every=2 train.log_every=1",
     "ARGS_state_head": "train.steps=3 train.batch_size=8 optim.warmup_steps=1 train.val_every=2 train.log_every=1",
@@ -32,7 +33,8 @@ def test_pipeline_runs_every_stage_and_writes_the_table(tmp_path):
     assert {c["method"] for c in results["cells"]} == {"random", "learned_cem", "learned_cem_hierarchical"}
     assert all(c["episodes"] == 1 for c in results["cells"])
     times = (run / "stage_times.txt").read_text()
-    for stage in ("collect_videos", "pretrain", "collect_robot_logs", "finetune", "state_head", "finetune_high", "state_head_high",
+    for stage in ("collect_videos", "pretrain", "collect_robot_logs", "finetune", "collect_head_logs", "state_head",
+                  "finetune_high", "state_head_high",
                   "eval_dynamics", "benchmark"):
         assert stage in times
     assert (run / "finetune" / "checkpoint" / "model.safetensors").is_file()

@@ -228,3 +228,17 @@ def test_keep_best_returns_the_warm_start_when_no_candidate_beats_it():
     planner.previous = optimum().clone()  # the known optimum as the warm start
     torch.testing.assert_close(planner.plan(model, z, s, g), optimum())
     assert planner.stats["candidates"] == 1 + 2 * 16  # the warm start is scored first
+
+
+def test_close_in_place_never_moves_on_a_closing_step():
+    # the optimum moves and closes at once; with close_in_place no candidate may do both
+    target = torch.tensor([0.03, -0.02, 0.01, 0.0, 0.0, 0.0, 1.0])
+    model, z, s, g = problem(target)
+    planner = CEM(LOW, HIGH, horizon=2, num_samples=100, num_elites=10, iterations=3, frozen_dims=ROTATION, seed=0,
+                  close_in_place=True)
+    plan = planner.plan(model, z, s, g)
+    candidates = torch.cat(model.seen_actions).reshape(-1, 7)
+    closing = candidates[:, 6] == 1.0
+    assert closing.any() and torch.all(candidates[closing, :6] == 0)
+    assert torch.all(candidates[~closing, 6] < 1.0)
+    assert not (plan[:, 6] == 1.0).logical_and(plan[:, :3].abs().sum(-1) > 0).any()

@@ -118,6 +118,54 @@ def test_relative_goal_state_cancels_the_heads_bias():
     assert torch.allclose(relative.goal_state[0, 0], torch.tensor(0.8))  # measured 0.5 + (0.5 - 0.2)
 
 
+def test_closing_on_a_goal_that_shows_the_object_held_scores_like_reaching_its_closure():
+    # the goal shows the fingers stopped by an object at closure 0.4: "close" (integrated to 1.0)
+    # reaches it, "hold" (0.0) does not; opening past a goal's closure has no object to stop it
+    from planners.base import stop_at_goal_closure
+
+    states = torch.zeros(3, 2, 7)
+    states[0, :, 6], states[1, :, 6] = 1.0, 0.2  # close, half-close, hold
+    goal = torch.zeros(1, 7)
+    goal[0, 6] = 0.4
+    assert stop_at_goal_closure(states, torch.zeros(1, 7), goal)[:, -1, 6].tolist() == pytest.approx([0.4, 0.2, 0.0])
+    now = torch.zeros(1, 7)
+    now[0, 6], goal[0, 6] = 0.9, 0.3  # opening toward a more open goal: nothing is clipped
+    assert torch.equal(stop_at_goal_closure(states, now, goal), states)
+
+    class HeldGoal(LineWorld):
+        def decode_state(self, z):
+            state = super().decode_state(z)
+            state[:, 6] = 0.4 * z[:, 0, 1]  # the goal latent shows the gripper closed on an object
+            return state
+
+    z_now, z_goal = torch.zeros(1, 1, 4), torch.zeros(1, 1, 4)
+    z_goal[0, 0, 1] = 1.0
+    actions, _ = _plan(HeldGoal(), z_now, torch.zeros(1, 7), z_goal, state_dims=[0, 1, 2, 6])
+    assert actions[0, 6] > 0.5  # it closes
+
+
+def test_a_gripper_change_inside_the_deadband_counts_as_hold():
+    from planners.base import hold_small_gripper_changes
+
+    now, goal = torch.zeros(1, 7), torch.zeros(1, 7)
+    goal[0, 6] = 0.1  # head noise on an open gripper
+    assert float(hold_small_gripper_changes(goal, now, 0.2)[0, 6]) == 0.0
+    goal[0, 6] = 0.4  # the goal shows the object held
+    assert float(hold_small_gripper_changes(goal, now, 0.2)[0, 6]) == pytest.approx(0.4)
+
+    class NoisyOpen(LineWorld):
+        def decode_state(self, z):
+            state = super().decode_state(z)
+            state[:, 6] = 0.1 * z[:, 0, 1]  # reads an open gripper's goal as 0.1 closed
+            return state
+
+    z_now, z_goal = torch.zeros(1, 1, 4), torch.zeros(1, 1, 4)
+    z_goal[0, 0, 1] = 1.0
+    without, _ = _plan(NoisyOpen(), z_now, torch.zeros(1, 7), z_goal, state_dims=[0, 1, 2, 6])
+    with_band, _ = _plan(NoisyOpen(), z_now, torch.zeros(1, 7), z_goal, state_dims=[0, 1, 2, 6], gripper_deadband=0.2)
+    assert without[0, 6] > 0.5 and with_band[0, 6] < 0.5  # noise closes the gripper only without the band
+
+
 def test_state_energy_needs_a_head_and_valid_settings():
     class NoHead(LineWorld):
         decode_state = None
