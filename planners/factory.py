@@ -130,7 +130,8 @@ def hierarchical_planner(high_level: Mapping, low: Planner, env, device: str = "
     macro_low, macro_high = macro_bounds(env.action_space.low, env.action_space.high, k)
     high = make_planner(high_level["planner"], SimpleNamespace(low=macro_low.numpy(), high=macro_high.numpy()))
     return HierarchicalPlanner(low, high, load_high_level_model(high_level, env, device), k,
-                               reached_fraction=high_level.get("reached_fraction", 0.2))
+                               reached_fraction=high_level.get("reached_fraction", 0.2),
+                               low_goal=high_level.get("low_goal", "subgoal"))
 
 
 def build_method(method: Mapping, env, make_expert: Callable, device: str = "cpu") -> tuple[WorldModel, Planner]:

@@ -23,6 +23,9 @@ from planners.protocol import WorldModel, WorldModelDefaults
 from planners.sampling import CEM
 from vjepa_ac.state_action import POSITION_DIMS
 
+# The low level's latent goal: the high level's predicted subgoal, or the goal image itself (then the
+# high level steers the low level only through the state its first macro-action reaches).
+LOW_GOALS = ("subgoal", "goal")
 # Macro-action primitives (PrimitiveCEM): which parts of a macro-action are free; the rest is held.
 PRIMITIVES = ("horizontal", "vertical", "gripper")
 
@@ -70,7 +73,9 @@ class HierarchicalPlanner(Planner):
     """`high` plans macro-actions over `high_model` toward the goal; `low` plans control steps over
     the world model the MPC loop passes toward the latent `high_model` predicts after the first
     macro-action, and (when the low level has a state term) toward the state the first macro-action
-    reaches, `state_now + macro-action`, integrated as the world models integrate it. Same
+    reaches, `state_now + macro-action`, integrated as the world models integrate it. With
+    `low_goal="goal"` the low level's latent goal is the goal image instead of the predicted subgoal,
+    so the high level steers it through that state alone (the subgoal still times the replanning). Same
     `plan(world_model, z_now, state_now, z_goal) -> [H, A]` as any planner.
 
     `stats` holds the low level's figures plus `high_plans` (high-level searches so far this
@@ -81,17 +86,20 @@ class HierarchicalPlanner(Planner):
     """
 
     def __init__(self, low: Planner, high: Planner, high_model: WorldModel, macro_steps: int,
-                 reached_fraction: float = 0.2):
+                 reached_fraction: float = 0.2, low_goal: str = "subgoal"):
         if macro_steps < 1:
             raise ValueError(f"macro_steps must be >= 1, got {macro_steps}")
         if not 0 <= reached_fraction < 1:
             raise ValueError(f"reached_fraction must be in [0, 1), got {reached_fraction}")
+        if low_goal not in LOW_GOALS:
+            raise ValueError(f"low_goal must be one of {LOW_GOALS}, got {low_goal!r}")
         if high.action_dim != low.action_dim:
             raise ValueError(f"high-level ({high.action_dim}-D) and low-level ({low.action_dim}-D) actions differ")
         super().__init__(low.low, low.high, horizon=low.horizon, frozen_dims=[], seed=low.seed)
         self.low_level, self.high_level, self.high_model = low, high, high_model
         self.macro_steps = macro_steps
         self.reached_fraction = reached_fraction
+        self.low_goal = low_goal
         self._reset_episode()
 
     def _reset_episode(self) -> None:
@@ -154,7 +162,8 @@ class HierarchicalPlanner(Planner):
             self._plan_subgoal(z_now, state_now, z_goal)
             subgoal_energy = self.subgoals[-1]["start_energy"]
         self.low_level.previous = self._path_ahead()
-        actions = self.low_level.plan(world_model, z_now, state_now, self.subgoal)
+        latent_goal = self.subgoal if self.low_goal == "subgoal" else z_goal
+        actions = self.low_level.plan(world_model, z_now, state_now, latent_goal)
         self.stats = {**self.low_level.stats, "high_plans": self.high_plans,
                       "high_energy": self.high_level.stats["energy"], "subgoal_energy": subgoal_energy}
         return actions

@@ -190,3 +190,27 @@ def test_benchmark_cells_report_subgoal_quality():
     quality = summarize_cell([episode], "d")["subgoals"]
     assert quality == {"count": 3, "closest_fraction_median": 0.5, "share_below_0.2": pytest.approx(1 / 3)}
     assert summarize_cell([{**episode, "planner_log": {}}], "d")["subgoals"] is None
+
+
+def test_low_level_aims_at_the_subgoal_or_at_the_goal_image_as_configured():
+    seen = []
+
+    class Recording(CEM):
+        def plan(self, world_model, z_now, state_now, z_goal):
+            seen.append(z_goal.clone())
+            return super().plan(world_model, z_now, state_now, z_goal)
+
+    macro_low, macro_high = macro_bounds(LOW, HIGH, 4)
+    goal = torch.tensor([[GOAL]])
+    for low_goal in ("subgoal", "goal"):
+        seen.clear()
+        high = PrimitiveCEM(macro_low.numpy(), macro_high.numpy(), horizon=3, num_samples=50, num_elites=5,
+                            iterations=2, energy="final")
+        low = Recording(LOW, HIGH, horizon=2, num_samples=16, num_elites=4, iterations=2)
+        planner = HierarchicalPlanner(low, high, MacroActions(WallWorld(), 4), 4, low_goal=low_goal)
+        planner.reset(0)
+        planner.plan(WallWorld(), torch.tensor([[START]]), torch.zeros(1, 7), goal)
+        assert torch.equal(seen[0], goal) == (low_goal == "goal")
+        assert torch.equal(seen[0], planner.subgoal) == (low_goal == "subgoal")
+    with pytest.raises(ValueError, match="low_goal"):
+        HierarchicalPlanner(low, high, MacroActions(WallWorld(), 4), 4, low_goal="elsewhere")
