@@ -111,7 +111,7 @@ class Planner:
         self.cost_dims = ~self.frozen  # dims the action cost counts (sampling planners drop the gripper)
         self.state_weight, self.state_dims, self.goal_state_mode = state_weight, list(state_dims), goal_state
         self.gripper_deadband = gripper_deadband
-        self.goal_state: torch.Tensor | None = None  # [1, S], read from the goal latent when state_weight > 0
+        self.goal_state: torch.Tensor | None = None  # [1, S], read once per plan when state_weight > 0 (deadband applied)
         self.fixed_goal_state: torch.Tensor | None = None  # [1, S] given by `fix_goal_state` instead
         self.seed = seed
         self.generator = torch.Generator().manual_seed(seed)
@@ -173,8 +173,9 @@ class Planner:
         self._check_inputs(world_model, z_now, state_now, z_goal)
         self.stats = {"rollout_calls": 0, "candidates": 0, "skipped_nonfinite": 0, "energy": float("inf")}
         if self.state_weight > 0:
-            self.goal_state = (self.fixed_goal_state if self.fixed_goal_state is not None else
-                               self._read_goal_state(world_model, z_now.detach(), state_now.detach(), z_goal.detach()))
+            goal = (self.fixed_goal_state if self.fixed_goal_state is not None else
+                    self._read_goal_state(world_model, z_now.detach(), state_now.detach(), z_goal.detach()))
+            self.goal_state = hold_small_gripper_changes(goal, state_now.detach().float().cpu(), self.gripper_deadband)
 
     def _optimize(self, world_model: WorldModel, z_now: torch.Tensor, state_now: torch.Tensor, z_goal: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
@@ -243,9 +244,8 @@ class Planner:
 
     def _state_energy(self, state_now: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         """Mean |integrated state - goal state| over `state_dims`, per step reduced like the latent energy: [B]."""
-        goal = hold_small_gripper_changes(self.goal_state, state_now, self.gripper_deadband)
-        states = stop_at_goal_closure(integrate(state_now, actions), state_now, goal)  # [B, H, S]
-        per_step = (states - goal[:, None])[..., self.state_dims].abs().mean(-1)  # [B, H]
+        states = stop_at_goal_closure(integrate(state_now, actions), state_now, self.goal_state)  # [B, H, S]
+        per_step = (states - self.goal_state[:, None])[..., self.state_dims].abs().mean(-1)  # [B, H]
         return per_step[:, -1] if self.energy == "final" else per_step.sum(1)
 
     def _evaluate(self, world_model: WorldModel, z_now: torch.Tensor, state_now: torch.Tensor, z_goal: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:

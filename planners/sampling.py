@@ -61,6 +61,9 @@ class SamplingPlanner(Planner):
             self.gripper_values = gripper_commands(self.low, self.high, self.rest, self.gripper_dim)
             self.cost_dims[self.gripper_dim] = False  # a switch, not a motion: the action cost leaves it free
         self.close_in_place = close_in_place and self.gripper_dim is not None
+        if self.close_in_place:
+            self.close_still = self.rest.clone()  # the action of a closing step: close, every other dim at rest
+            self.close_still[self.gripper_dim] = self.high[self.gripper_dim]
 
     def _clip(self, actions: torch.Tensor) -> torch.Tensor:
         """The base clip; with `close_in_place`, a step that closes the gripper does not move (the
@@ -70,9 +73,7 @@ class SamplingPlanner(Planner):
         actions = super()._clip(actions)
         if self.close_in_place:
             closing = actions[..., self.gripper_dim, None] >= self.high[self.gripper_dim]
-            still = self.rest.clone()
-            still[self.gripper_dim] = self.high[self.gripper_dim]
-            actions = torch.where(closing, still, actions)
+            actions = torch.where(closing, self.close_still, actions)
         return actions
 
     def _initial(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
