@@ -178,18 +178,21 @@ class RobotLogDataset(Dataset):
     def __len__(self) -> int:
         return len(self.windows)
 
+    def _span(self, idx: int) -> tuple[int, int, int]:
+        """Episode, first and one-past-last control step of window `idx`."""
+        episode, start = self.windows[idx]
+        return episode, start, start + (self.num_steps - 1) * self.frame_stride + 1
+
     def window_states_actions(self, idx: int) -> tuple[torch.Tensor, torch.Tensor]:
         """The states [T, S] and (summed) actions [T - 1, A] of window `idx`, without decoding its frames."""
-        episode, start = self.windows[idx]
-        stop = start + (self.num_steps - 1) * self.frame_stride + 1
+        episode, start, stop = self._span(idx)
         states = torch.from_numpy(self.states[episode][start:stop:self.frame_stride])
         per_step = self.actions[episode][start:stop - 1]
         actions = per_step.reshape(self.num_steps - 1, self.frame_stride, -1).sum(1)
         return states, torch.from_numpy(actions)
 
     def __getitem__(self, idx: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        episode, start = self.windows[idx]
-        stop = start + (self.num_steps - 1) * self.frame_stride + 1
+        episode, start, stop = self._span(idx)
         frames = normalize_frames(self.episode_frames(episode)[start:stop:self.frame_stride])
         return (frames, *self.window_states_actions(idx))
 
