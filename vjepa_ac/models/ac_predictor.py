@@ -21,6 +21,11 @@ import torch.nn.functional as F
 from torch import nn
 
 
+def scale_or_one(std: torch.Tensor, min_std: float) -> torch.Tensor:
+    """A normalisation scale per dimension: `std`, or 1 where it is below `min_std` (a constant dimension)."""
+    return torch.where(std > min_std, std, torch.ones_like(std))
+
+
 @dataclass
 class ACPredictorConfig:
     """Sizes of the predictor. `embed_dim` and `grid` describe the frame latents it reads and writes."""
@@ -132,9 +137,8 @@ class ACPredictor(nn.Module):
         over samples `states [..., S]`, `actions [..., A]`; constant dimensions keep scale 1."""
         s, a = states.reshape(-1, self.cfg.state_dim).float(), actions.reshape(-1, self.cfg.action_dim).float()
         self.state_mean.copy_(s.mean(0))
-        s_std, a_std = s.std(0), a.pow(2).mean(0).sqrt()
-        self.state_std.copy_(torch.where(s_std > min_std, s_std, torch.ones_like(s_std)))
-        self.action_std.copy_(torch.where(a_std > min_std, a_std, torch.ones_like(a_std)))
+        self.state_std.copy_(scale_or_one(s.std(0), min_std))
+        self.action_std.copy_(scale_or_one(a.pow(2).mean(0).sqrt(), min_std))
 
     @staticmethod
     def _init_weights(m: nn.Module) -> None:

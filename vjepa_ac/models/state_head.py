@@ -18,6 +18,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from vjepa_ac.models.ac_predictor import scale_or_one
+
 
 @dataclass
 class StateHeadConfig:
@@ -43,9 +45,8 @@ class StateHead(nn.Module):
     def set_state_stats(self, states: torch.Tensor, min_std: float = 1e-3) -> None:
         """Mean and std of the training states `[..., S]`; constant dimensions keep scale 1."""
         s = states.reshape(-1, self.cfg.state_dim).float()
-        std = s.std(0)
         self.state_mean.copy_(s.mean(0))
-        self.state_std.copy_(torch.where(std > min_std, std, torch.ones_like(std)))
+        self.state_std.copy_(scale_or_one(s.std(0), min_std))
 
     def normalized(self, z: torch.Tensor) -> torch.Tensor:
         """The state in training units (zero mean, unit std per dimension), `[B, S]`."""
