@@ -6,7 +6,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from planners.energy import ENERGY_REDUCTIONS, latent_l1_energy, mask_non_finite
+from planners.energy import ENERGY_REDUCTIONS, latent_l1_energy, mask_non_finite, token_weights
 from planners.protocol import WorldModel
 from vjepa_ac.state_action import GRIPPER_DIM, POSITION_DIMS, ROTATION_DIMS, STATE_HIGH, STATE_LOW
 
@@ -17,16 +17,28 @@ def integrate(state: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
     return (state[:, None] + actions.cumsum(1)).clamp(torch.as_tensor(STATE_LOW), torch.as_tensor(STATE_HIGH))
 
 
-def stop_at_goal_closure(states: torch.Tensor, state_now: torch.Tensor, goal: torch.Tensor) -> torch.Tensor:
+def stop_at_goal_closure(states: torch.Tensor, state_now: torch.Tensor, goal: torch.Tensor,
+                         grasp_radius: float | None = None) -> torch.Tensor:
     """Integrated states [B, H, S] with a gripper closure that closed past the goal's [1, S] (from
     `state_now`'s [1, S], below it) set to the goal's. Why: an object between the fingers stops them,
     so a gripper closed on an object measures ~0.4, not the 1.0 that integrating "close" gives, and
     "close" must not score worse than "hold" toward a goal that shows the object held. Opening has no
-    such stop, so a closure opened past the goal's still counts."""
+    such stop, so a closure opened past the goal's still counts.
+
+    With `grasp_radius` (m), the fingers stop only if they cross the goal's closure within that
+    distance of the goal's position (where the goal image shows them closed on the object): a close
+    anywhere else closes empty, to the integrated value, for the rest of the plan. Without it a plan
+    scores "close now, arrive next" like "arrive, then close", and a summed energy prefers closing
+    first (the larger error falls first), which pushes the object away."""
     now, target = state_now[:, GRIPPER_DIM, None], goal[:, GRIPPER_DIM, None]  # [1, 1]
     closure = states[..., GRIPPER_DIM]  # [B, H]
+    stopped = (target > now) & (closure > target)
+    if grasp_radius is not None:
+        first = stopped & (stopped.cumsum(1) == 1)  # the step that crosses the goal's closure
+        near = (states[..., list(POSITION_DIMS)] - goal[:, None, list(POSITION_DIMS)]).norm(dim=-1) <= grasp_radius
+        stopped = stopped & (first & near).any(1, keepdim=True)
     states = states.clone()
-    states[..., GRIPPER_DIM] = torch.where((target > now) & (closure > target), target, closure)
+    states[..., GRIPPER_DIM] = torch.where(stopped, target, closure)
     return states
 
 
@@ -62,7 +74,8 @@ class Planner:
     cancels as the frame approaches the goal image ("absolute": the head's reading of the goal). On the
     gripper closure the term is physical rather than literal: a closure change the head reads smaller
     than `gripper_deadband` counts as "hold" (`hold_small_gripper_changes`), and closing past the goal's
-    closure counts as reaching it (`stop_at_goal_closure`: an object between the fingers stops them). The planner is
+    closure counts as reaching it (`stop_at_goal_closure`: an object between the fingers stops them), and
+    with `grasp_radius` only when the close happens that near the goal's position. The planner is
     stateful across MPC steps: after `shift(m)` (m actions executed) the next plan warm-starts from
     the rest of the previous solution. `reset(seed)` starts a new episode. After each `plan`,
     `stats` holds the predicted energy of the best candidate seen, the number of rollout calls and
@@ -81,6 +94,8 @@ class Planner:
         state_dims: Sequence[int] = POSITION_DIMS,
         goal_state: str = "absolute",
         gripper_deadband: float = 0.0,
+        grasp_radius: float | None = None,
+        goal_state_memory: float = 0.0,
         seed: int = 0,
     ):
         low = torch.as_tensor(np.asarray(action_low, dtype=np.float32))
@@ -91,9 +106,11 @@ class Planner:
             raise ValueError(f"action bounds must be finite with low <= high, got low={low.tolist()} high={high.tolist()}")
         if horizon < 1:
             raise ValueError(f"horizon must be >= 1, got {horizon}")
-        if action_cost < 0 or state_weight < 0 or gripper_deadband < 0:
-            raise ValueError(f"action_cost, state_weight and gripper_deadband must be >= 0, got {action_cost}, "
-                             f"{state_weight}, {gripper_deadband}")
+        if action_cost < 0 or state_weight < 0 or gripper_deadband < 0 or (grasp_radius or 0) < 0:
+            raise ValueError(f"action_cost, state_weight, gripper_deadband and grasp_radius must be >= 0, got "
+                             f"{action_cost}, {state_weight}, {gripper_deadband}, {grasp_radius}")
+        if not 0 <= goal_state_memory < 1:
+            raise ValueError(f"goal_state_memory must be in [0, 1), got {goal_state_memory}")
         if goal_state not in GOAL_STATES:
             raise ValueError(f"goal_state must be one of {GOAL_STATES}, got {goal_state!r}")
         if energy not in ENERGY_REDUCTIONS:
@@ -110,9 +127,12 @@ class Planner:
         self.action_cost = action_cost
         self.cost_dims = ~self.frozen  # dims the action cost counts (sampling planners drop the gripper)
         self.state_weight, self.state_dims, self.goal_state_mode = state_weight, list(state_dims), goal_state
-        self.gripper_deadband = gripper_deadband
+        self.gripper_deadband, self.grasp_radius = gripper_deadband, grasp_radius
         self.goal_state: torch.Tensor | None = None  # [1, S], read once per plan when state_weight > 0 (deadband applied)
         self.fixed_goal_state: torch.Tensor | None = None  # [1, S] given by `fix_goal_state` instead
+        self.goal_state_memory = goal_state_memory
+        self.remembered: tuple[torch.Tensor, torch.Tensor] | None = None  # (goal latent, its goal-state estimate)
+        self.token_weights: torch.Tensor | None = None  # the world model's per-token energy weights, set per plan
         self.seed = seed
         self.generator = torch.Generator().manual_seed(seed)
         self.previous: torch.Tensor | None = None
@@ -137,6 +157,7 @@ class Planner:
         self.generator.manual_seed(self.seed)
         self.previous = None
         self.fixed_goal_state = None
+        self.remembered = None
 
     def fix_goal_state(self, state: torch.Tensor | None) -> None:
         """Make `state` [1, S] the state term's goal in the next plans instead of the one read from the goal
@@ -172,9 +193,10 @@ class Planner:
         """Check the inputs, reset `stats` and read the goal state for this plan."""
         self._check_inputs(world_model, z_now, state_now, z_goal)
         self.stats = {"rollout_calls": 0, "candidates": 0, "skipped_nonfinite": 0, "energy": float("inf")}
+        self.token_weights = token_weights(world_model)
         if self.state_weight > 0:
             goal = (self.fixed_goal_state if self.fixed_goal_state is not None else
-                    self._read_goal_state(world_model, z_now.detach(), state_now.detach(), z_goal.detach()))
+                    self._goal_estimate(world_model, z_now.detach(), state_now.detach(), z_goal.detach()))
             self.goal_state = hold_small_gripper_changes(goal, state_now.detach().float().cpu(), self.gripper_deadband)
 
     def _optimize(self, world_model: WorldModel, z_now: torch.Tensor, state_now: torch.Tensor, z_goal: torch.Tensor) -> torch.Tensor:
@@ -203,6 +225,18 @@ class Planner:
             return self.previous.clone()
         return self.rest.expand(self.horizon, -1).clone()
 
+    def _goal_estimate(self, world_model: WorldModel, z_now: torch.Tensor, state_now: torch.Tensor,
+                       z_goal: torch.Tensor) -> torch.Tensor:
+        """The goal state [1, S]: this plan's reading, or with `goal_state_memory` m > 0 and the same goal
+        latent as the last plan, m x the last estimate + (1 - m) x this reading. Why: each reading errs by
+        ~1-2 cm as the frame changes, and a planner chasing a reading that moves every step dithers next
+        to the object and pushes it; one goal image has one state."""
+        estimate = self._read_goal_state(world_model, z_now, state_now, z_goal)
+        if self.goal_state_memory > 0 and self.remembered is not None and torch.equal(self.remembered[0], z_goal):
+            estimate = self.goal_state_memory * self.remembered[1] + (1 - self.goal_state_memory) * estimate
+        self.remembered = (z_goal.clone(), estimate)
+        return estimate
+
     def _read_goal_state(self, world_model: WorldModel, z_now: torch.Tensor, state_now: torch.Tensor,
                          z_goal: torch.Tensor) -> torch.Tensor:
         """The goal's state [1, S] from the world model's goal-state head (see `goal_state`)."""
@@ -229,7 +263,7 @@ class Planner:
                 f"world model rollout returned {tuple(z_pred.shape)}, expected [B, H, N, D] with "
                 f"B, H = {tuple(actions.shape[:2])}"
             )
-        energies = latent_l1_energy(z_pred.float(), z_goal.to(z_pred.device).float(), self.energy)
+        energies = latent_l1_energy(z_pred.float(), z_goal.to(z_pred.device).float(), self.energy, self.token_weights)
         energies, skipped = mask_non_finite(energies.to(actions.device))  # candidates live on the CPU
         self.stats["rollout_calls"] += 1
         self.stats["candidates"] += actions.shape[0]
@@ -244,7 +278,8 @@ class Planner:
 
     def _state_energy(self, state_now: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         """Mean |integrated state - goal state| over `state_dims`, per step reduced like the latent energy: [B]."""
-        states = stop_at_goal_closure(integrate(state_now, actions), state_now, self.goal_state)  # [B, H, S]
+        states = stop_at_goal_closure(integrate(state_now, actions), state_now, self.goal_state,
+                                      self.grasp_radius)  # [B, H, S]
         per_step = (states - self.goal_state[:, None])[..., self.state_dims].abs().mean(-1)  # [B, H]
         return per_step[:, -1] if self.energy == "final" else per_step.sum(1)
 

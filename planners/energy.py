@@ -10,12 +10,14 @@ class NonFiniteEnergyError(RuntimeError):
     """Every candidate plan scored NaN/inf, so there is nothing to choose from."""
 
 
-def latent_l1_energy(z_pred: torch.Tensor, z_goal: torch.Tensor, reduce: str = "final") -> torch.Tensor:
+def latent_l1_energy(z_pred: torch.Tensor, z_goal: torch.Tensor, reduce: str = "final",
+                     token_weights: torch.Tensor | None = None) -> torch.Tensor:
     """L1 distance between predicted embeddings z_pred [B, H, N, D] and the goal z_goal [1, N, D].
 
     Per step the distance is the mean absolute difference over tokens and features (so it does not
-    grow with the token count); `reduce` keeps the final step ("final") or sums the steps ("sum").
-    Returns energies [B].
+    grow with the token count), or with `token_weights` [N] (>= 0, a world model's `token_weights`:
+    several camera views weighted, `planners.views`) the weighted mean over tokens; `reduce` keeps
+    the final step ("final") or sums the steps ("sum"). Returns energies [B].
     """
     if reduce not in ENERGY_REDUCTIONS:
         raise ValueError(f"energy reduce must be one of {ENERGY_REDUCTIONS}, got {reduce!r}")
@@ -26,8 +28,20 @@ def latent_l1_energy(z_pred: torch.Tensor, z_goal: torch.Tensor, reduce: str = "
             f"goal embedding must be [1, N, D] = [1, {z_pred.shape[2]}, {z_pred.shape[3]}] to match the "
             f"predictions, got {tuple(z_goal.shape)} (was the goal image encoded at another resolution?)"
         )
-    per_step = (z_pred - z_goal.unsqueeze(1)).abs().mean(dim=(-2, -1))  # [B, H]
+    per_token = (z_pred - z_goal.unsqueeze(1)).abs().mean(dim=-1)  # [B, H, N]
+    if token_weights is None:
+        per_step = per_token.mean(dim=-1)  # [B, H]
+    else:
+        if token_weights.shape != per_token.shape[-1:]:
+            raise ValueError(f"token_weights must be [{per_token.shape[-1]}], got {tuple(token_weights.shape)}")
+        weights = token_weights.to(per_token.device, per_token.dtype)
+        per_step = (per_token * weights).sum(dim=-1) / weights.sum()
     return per_step[:, -1] if reduce == "final" else per_step.sum(dim=1)
+
+
+def token_weights(world_model) -> torch.Tensor | None:
+    """A world model's per-token energy weights [N] (`planners.views`), or None: every token alike."""
+    return getattr(world_model, "token_weights", None)
 
 
 def mask_non_finite(energies: torch.Tensor) -> tuple[torch.Tensor, int]:

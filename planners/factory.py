@@ -6,7 +6,8 @@ a `kind`:
   expert   the scripted expert (PRIVILEGED: reads the simulator state); `noise` on its actions
   planner  `planner` (a configs/planner/*.yaml dict) over `world_model`: a checkpoint directory
            (learned: pixels + proprioception only), a mapping of camera views to checkpoint
-           directories ({pixels: ..., wrist_pixels: ...}: `planners.views`), or "oracle"
+           directories ({pixels: ..., wrist_pixels: ...}, or per view {checkpoint, energy_weight,
+           state_dims}: `planners.views`), or "oracle"
            (PRIVILEGED: the simulator)
 and optionally `goals` ("final": plan toward the goal image; "subgoals": toward the env's subgoal
 images in turn, then the goal), `execute_steps` (actions executed per plan), `env` (env config
@@ -40,6 +41,7 @@ PLANNERS = {"cem": CEM, "mppi": MPPI, "random_shooting": RandomShooting, "gradie
 METHOD_KINDS = ("random", "expert", "planner")
 GOAL_MODES = ("final", "subgoals")
 ORACLE = "oracle"
+VIEW_KEYS = {"checkpoint", "energy_weight", "state_dims"}  # a camera view of a multi-view world model
 
 
 def make_planner(cfg: Mapping, action_space) -> Planner:
@@ -57,10 +59,20 @@ def make_planner(cfg: Mapping, action_space) -> Planner:
 
 def load_world_model(source: str | Mapping[str, str], env=None, device: str = "cpu") -> WorldModel:
     """`source` is a checkpoint directory (the learned world model), a mapping of observation keys
-    (camera views) to checkpoint directories, or "oracle" (PRIVILEGED: the env's simulator as the
+    (camera views) to checkpoint directories or to {checkpoint, energy_weight, state_dims}
+    (`planners.views.MultiViewWorldModel`), or "oracle" (PRIVILEGED: the env's simulator as the
     world model)."""
     if isinstance(source, Mapping):
-        return MultiViewWorldModel({view: load_world_model(path, env, device) for view, path in source.items()})
+        views = {view: spec if isinstance(spec, Mapping) else {"checkpoint": spec} for view, spec in source.items()}
+        for view, spec in views.items():
+            unknown = sorted(set(spec) - VIEW_KEYS)
+            if unknown or "checkpoint" not in spec:
+                raise ValueError(f"world_model.{view} must be a checkpoint directory or a mapping with 'checkpoint' "
+                                 f"and optionally {sorted(VIEW_KEYS - {'checkpoint'})}; got keys {sorted(spec)}")
+        return MultiViewWorldModel(
+            {view: load_world_model(spec["checkpoint"], env, device) for view, spec in views.items()},
+            energy_weights={view: spec["energy_weight"] for view, spec in views.items() if "energy_weight" in spec},
+            state_dims={view: spec["state_dims"] for view, spec in views.items() if "state_dims" in spec})
     if source == ORACLE:
         if env is None:
             raise ValueError("the privileged oracle world model needs the env")

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from planners.base import Planner
-from planners.energy import latent_l1_energy
+from planners.energy import latent_l1_energy, token_weights
 from planners.protocol import WorldModel
 from planners.subgoals import GoalTracker, SubgoalSwitch
 
@@ -156,6 +156,11 @@ def episode_goals(info: dict, subgoals: SubgoalSwitch | None, views: tuple[str, 
     return [view_frames(list(images)) for images in zip(*per_view)] + [goal]
 
 
+def goal_energy(z_now: torch.Tensor, z_goal: torch.Tensor, weights: torch.Tensor | None) -> float:
+    """The current frame's latent energy to a goal (what the subgoal switch reads)."""
+    return float(latent_l1_energy(z_now[:, None], z_goal, token_weights=weights)[0])
+
+
 def run_episode(
     env,
     world_model: WorldModel,
@@ -189,6 +194,7 @@ def run_episode(
     z_goals = world_model.encode_goal(np.stack(goals))
     goal_encode_s = time.perf_counter() - start
     tracker = GoalTracker(subgoals or SubgoalSwitch(), num_goals=len(goals))
+    weights = token_weights(world_model)
 
     result = EpisodeResult(
         seed=seed, steps=0, success_at_end=False, success_any=False, first_success_step=None, final_distances={},
@@ -202,9 +208,9 @@ def run_episode(
     while not done and result.steps < limit:
         timed.encode_s = timed.rollout_s = 0.0
         z_now = timed.encode(observation_frame(obs, world_model.views)[None])
-        energy_now = float(latent_l1_energy(z_now[:, None], z_goals[tracker.index:tracker.index + 1])[0])
+        energy_now = goal_energy(z_now, z_goals[tracker.index:tracker.index + 1], weights)
         if tracker.update(result.steps, energy_now):
-            energy_now = float(latent_l1_energy(z_now[:, None], z_goals[tracker.index:tracker.index + 1])[0])
+            energy_now = goal_energy(z_now, z_goals[tracker.index:tracker.index + 1], weights)
             tracker.update(result.steps, energy_now)  # the new goal's starting energy
         state_now = torch.as_tensor(np.asarray(obs["state"], dtype=np.float32))[None]
         start = time.perf_counter()

@@ -3,11 +3,21 @@ on that camera), an observation is encoded view by view and the tokens are conca
 
 The L1 energy is a mean over tokens, so over concatenated views it is the mean of the views' energies
 (their sum over the number of views, the same minimiser): every view counts equally whatever its
-token count is, as long as the views have equal token counts (checked at the first encode).
+token count is, as long as the views have equal token counts (checked at the first encode). A view's
+`energy_weight` scales its share (`token_weights`, read by `planners.energy.latent_l1_energy`); a
+view of weight 0 is read but never predicted: its tokens stay as observed through a rollout, so it
+costs no predictor call and leaves the energy unchanged.
+
+Why a view that is only read: a goal-state head (vjepa_ac/models/state_head.py) reads the goal's
+state from a goal image, and some dimensions show best in another camera. At 64 px the front camera
+shows the gripper fingers ~1 px wide, so it cannot tell a gripper closed on an object on the table
+from an open one; the wrist camera shows them large. `state_dims` of a later view replace those
+dimensions of the first view's reading with its own head's (README, "Reading the gripper from the
+wrist view").
 """
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import torch
@@ -17,9 +27,12 @@ from planners.protocol import WorldModel, WorldModelDefaults
 
 class MultiViewWorldModel(WorldModelDefaults):
     """`models` maps observation keys (e.g. "pixels", "wrist_pixels") to world models. Frames are
-    [B, V, H, W, 3] with the views in that order; z is [B, V * N, D]."""
+    [B, V, H, W, 3] with the views in that order; z is [B, V * N, D]. `energy_weights` (default 1
+    each) weight the views in the energy; `state_dims` maps a later view to the state dimensions its
+    goal-state head reads instead of the first view's (`decode_state`)."""
 
-    def __init__(self, models: Mapping[str, WorldModel]):
+    def __init__(self, models: Mapping[str, WorldModel], energy_weights: Mapping[str, float] | None = None,
+                 state_dims: Mapping[str, Sequence[int]] | None = None):
         if len(models) < 2:
             raise ValueError(f"a multi-view world model needs >= 2 views, got {list(models)}")
         self.models = dict(models)
@@ -28,6 +41,16 @@ class MultiViewWorldModel(WorldModelDefaults):
             raise ValueError("the privileged oracle is not a camera view: use world_model=oracle on its own")
         self.action_dim = self._common("action_dim")
         self.resolution = self._common("resolution")
+        self.energy_weights = {view: float((energy_weights or {}).get(view, 1.0)) for view in self.views}
+        unknown = sorted(set(energy_weights or {}) - set(self.views)) + sorted(set(state_dims or {}) - set(self.views))
+        if unknown:
+            raise ValueError(f"energy_weights / state_dims name views {unknown} that are not among {list(self.views)}")
+        if min(self.energy_weights.values()) < 0 or max(self.energy_weights.values()) <= 0:
+            raise ValueError(f"energy weights must be >= 0 with one > 0, got {self.energy_weights}")
+        self.state_dims = {view: list(dims) for view, dims in (state_dims or {}).items()}
+        if self.views[0] in self.state_dims:
+            raise ValueError(f"the first view ({self.views[0]}) reads every state dimension; state_dims names "
+                             "the ones a later view reads instead")
         self.tokens: int | None = None  # per view, known after the first encode
 
     def _common(self, name: str):
@@ -36,6 +59,13 @@ class MultiViewWorldModel(WorldModelDefaults):
             raise ValueError(f"the views' world models disagree on {name}: "
                              f"{ {v: getattr(m, name) for v, m in self.models.items()} }")
         return values.pop()
+
+    @property
+    def token_weights(self) -> torch.Tensor | None:
+        """Each token's energy weight [V * N] (None before the first encode or when all views weigh alike)."""
+        if self.tokens is None or len(set(self.energy_weights.values())) == 1:
+            return None
+        return torch.tensor(list(self.energy_weights.values())).repeat_interleave(self.tokens)
 
     def _encode(self, frames, goal: bool) -> torch.Tensor:
         frames = np.asarray(frames)
@@ -53,8 +83,29 @@ class MultiViewWorldModel(WorldModelDefaults):
     def encode_goal(self, frames) -> torch.Tensor:
         return self._encode(frames, goal=True)
 
-    def rollout(self, z: torch.Tensor, state: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+    def _parts(self, z: torch.Tensor) -> tuple[torch.Tensor, ...]:
         if self.tokens is None or z.shape[1] != self.tokens * len(self.views):
             raise ValueError(f"z {tuple(z.shape)} is not {len(self.views)} views of encoded tokens")
-        parts = z.split(self.tokens, dim=1)
-        return torch.cat([m.rollout(p, state, actions) for p, m in zip(parts, self.models.values())], dim=2)
+        return z.split(self.tokens, dim=1)
+
+    def rollout(self, z: torch.Tensor, state: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        batch, horizon = actions.shape[:2]
+        preds = [m.rollout(part, state, actions) if self.energy_weights[view] > 0
+                 else part[:, None].expand(batch, horizon, *part.shape[1:])  # read, not predicted
+                 for part, (view, m) in zip(self._parts(z), self.models.items())]
+        return torch.cat(preds, dim=2)
+
+    def decode_state(self, z: torch.Tensor) -> torch.Tensor:
+        """The goal-state heads' reading [B, S]: the first view's, with each later view's `state_dims`
+        read by that view's head."""
+        parts = dict(zip(self.views, self._parts(z)))
+        state = self._head(self.views[0]).decode_state(parts[self.views[0]]).clone()
+        for view, dims in self.state_dims.items():
+            state[:, dims] = self._head(view).decode_state(parts[view])[:, dims].to(state.device)
+        return state
+
+    def _head(self, view: str) -> WorldModel:
+        model = self.models[view]
+        if getattr(model, "decode_state", None) is None:
+            raise ValueError(f"the {view} view's world model has no goal-state head (decode_state)")
+        return model

@@ -36,6 +36,15 @@ stage finetune python scripts/finetune.py encoder.path="$RUN/pretrain/checkpoint
 stage collect_head_logs python scripts/collect_robot_logs.py output_dir="$RUN/head_logs" episodes_per_task=500
 stage state_head python scripts/train_state_head.py world_model="$RUN/finetune/checkpoint" data.root="$RUN/head_logs" \
   output_dir="$RUN/state_head" cache.dir="$RUN/embedding_cache" resume=true
+# the gripper closure is read from the wrist view (README, "Reading the gripper from the wrist view"): a wrist
+# world model on the same frozen encoder, and its goal-state head
+stage collect_wrist_logs python scripts/collect_robot_logs.py output_dir="$RUN/wrist_logs" '+env_overrides.camera=wrist' \
+  camera_key=observation.images.wrist
+stage finetune_wrist python scripts/finetune.py encoder.path="$RUN/pretrain/checkpoint" data.root="$RUN/wrist_logs" \
+  data.camera_key=observation.images.wrist output_dir="$RUN/finetune_wrist" cache.dir="$RUN/embedding_cache" resume=true
+stage wrist_state_head python scripts/train_state_head.py world_model="$RUN/finetune_wrist/checkpoint" \
+  data.root="$RUN/wrist_logs" data.camera_key=observation.images.wrist output_dir="$RUN/wrist_state_head" \
+  cache.dir="$RUN/embedding_cache" resume=true
 stage finetune_high python scripts/finetune.py --config-name finetune_high encoder.path="$RUN/pretrain/checkpoint" \
   data.root="$RUN/robot_logs" output_dir="$RUN/finetune_high" cache.dir="$RUN/embedding_cache" resume=true
 stage state_head_high python scripts/train_state_head.py world_model="$RUN/finetune_high/checkpoint" \
@@ -45,9 +54,10 @@ stage eval_dynamics python scripts/eval_dynamics.py checkpoint="$RUN/finetune/ch
 # The single-goal-image oracle (model-independent, ~1.2 s/action, 0 % on Grasp and PickPlace) is left to
 # `python scripts/benchmark.py`; the pipeline's table has the oracle through the subgoal images.
 stage benchmark python scripts/benchmark.py methods.learned_cem.world_model="$RUN/state_head/checkpoint" \
-  methods.learned_cem_subgoals.world_model="$RUN/state_head/checkpoint" output_dir="$RUN/benchmark" \
+  methods.learned_cem_subgoals.world_model.pixels="$RUN/state_head/checkpoint" output_dir="$RUN/benchmark" \
   methods.learned_cem_hierarchical.world_model="$RUN/state_head/checkpoint" \
   methods.learned_cem_hierarchical.high_level.world_model="$RUN/state_head_high/checkpoint" \
+  methods.learned_cem_subgoals.world_model.wrist_pixels.checkpoint="$RUN/wrist_state_head/checkpoint" \
   'run_methods=[random,expert,oracle_cem_subgoals,learned_cem,learned_cem_subgoals,learned_cem_hierarchical]'
 echo "pipeline finished $(date -u +%FT%TZ)" >> "$TIMES"
 cat "$TIMES"

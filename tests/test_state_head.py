@@ -144,6 +144,20 @@ def test_closing_on_a_goal_that_shows_the_object_held_scores_like_reaching_its_c
     assert actions[0, 6] > 0.5  # it closes
 
 
+def test_with_a_grasp_radius_only_a_close_at_the_goal_position_holds_the_object():
+    from planners.base import stop_at_goal_closure
+
+    goal = torch.zeros(1, 7)
+    goal[0, 0], goal[0, 6] = 0.1, 0.4  # the goal image shows the object held 10 cm along x
+    states = torch.zeros(2, 2, 7)
+    states[:, :, 0] = torch.tensor([[0.0, 0.1], [0.1, 0.1]])  # plan 0 closes, then arrives; plan 1 arrives, then closes
+    states[0, :, 6], states[1, :, 6] = torch.tensor([1.0, 1.0]), torch.tensor([0.0, 1.0])
+    closure = stop_at_goal_closure(states, torch.zeros(1, 7), goal, grasp_radius=0.02)[..., 6]
+    torch.testing.assert_close(closure, torch.tensor([[1.0, 1.0], [0.0, 0.4]]))  # the early close stays empty
+    torch.testing.assert_close(stop_at_goal_closure(states, torch.zeros(1, 7), goal)[..., 6],
+                               torch.tensor([[0.4, 0.4], [0.0, 0.4]]))
+
+
 def test_a_gripper_change_inside_the_deadband_counts_as_hold():
     from planners.base import hold_small_gripper_changes
 
@@ -205,3 +219,24 @@ def test_two_level_low_level_aims_at_the_state_the_first_macro_action_reaches():
     assert actions[:, 0].sum() > 0.05  # and the low level follows it
     planner.reset(0)
     assert low.fixed_goal_state is None
+
+
+def test_goal_state_memory_averages_the_readings_of_one_goal_image():
+    class Readings(LineWorld):  # each reading of the goal's x differs (head error as the frame changes)
+        def __init__(self, values):
+            super().__init__()
+            self.values = iter(values)
+
+        def decode_state(self, z):
+            state = torch.zeros(z.shape[0], 7)
+            state[:, 0] = next(self.values)
+            return state
+
+    planner = CEM(LOW, HIGH, horizon=1, num_samples=8, num_elites=2, iterations=1, state_weight=1.0,
+                  goal_state_memory=0.5)
+    world, z_now, z_goal = Readings([0.2, 0.4, 0.6]), torch.zeros(1, 1, 4), torch.ones(1, 1, 4)
+    planner.plan(world, z_now, torch.zeros(1, 7), z_goal)
+    planner.plan(world, z_now, torch.zeros(1, 7), z_goal)
+    assert float(planner.goal_state[0, 0]) == pytest.approx(0.3)  # 0.5 x 0.2 + 0.5 x 0.4
+    planner.plan(world, z_now, torch.zeros(1, 7), 2 * z_goal)
+    assert float(planner.goal_state[0, 0]) == pytest.approx(0.6)  # another goal image starts afresh

@@ -36,6 +36,54 @@ def test_tokens_concatenate_and_the_energy_is_the_mean_over_views():
     torch.testing.assert_close(latent_l1_energy(z_pred, goal), (per_view[0] + per_view[1]) / 2)
 
 
+class ReadOnly(LinearWorldModel):
+    """A view whose predictor must never run; its goal-state head reads a constant state."""
+
+    def __init__(self, reading: float, **kwargs):
+        super().__init__(**kwargs)
+        self.reading = reading
+
+    def rollout(self, z, state, actions):
+        raise AssertionError("a view of energy weight 0 must not be predicted")
+
+    def decode_state(self, z):
+        return torch.full((z.shape[0], 7), self.reading)
+
+
+class Front(LinearWorldModel):
+    def decode_state(self, z):
+        return torch.arange(7.0).expand(z.shape[0], -1)
+
+
+def test_a_view_of_weight_zero_is_read_never_predicted_and_leaves_the_energy_alone():
+    front = Front(seed=0)
+    model = MultiViewWorldModel({"pixels": front, "wrist_pixels": ReadOnly(0.5, seed=1)},
+                                energy_weights={"wrist_pixels": 0.0}, state_dims={"wrist_pixels": [6]})
+    frames = np.random.default_rng(0).integers(0, 256, (2, 2, 8, 8, 3), dtype=np.uint8)
+    z, goal = model.encode(frames[:1]), model.encode_goal(frames[1:])
+    actions = torch.randn(5, 2, 7)
+    z_pred = model.rollout(z, torch.zeros(1, 7), actions)
+    n = front.num_tokens
+    torch.testing.assert_close(z_pred[:, :, n:], z[:, None, n:].expand(5, 2, -1, -1))  # the wrist as observed
+    front_only = latent_l1_energy(front.rollout(z[:, :n], torch.zeros(1, 7), actions), goal[:, :n], "sum")
+    assert model.token_weights.tolist() == [1.0] * n + [0.0] * n
+    torch.testing.assert_close(latent_l1_energy(z_pred, goal, "sum", model.token_weights), front_only)
+    # the goal state: the front head's reading with the gripper (dim 6) read by the wrist head
+    assert model.decode_state(goal).tolist() == [[0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 0.5]]
+
+
+def test_view_weights_and_state_dims_are_checked():
+    views = {"pixels": Front(), "wrist_pixels": Front(seed=1)}
+    with pytest.raises(ValueError, match="one > 0"):
+        MultiViewWorldModel(views, energy_weights={"pixels": 0.0, "wrist_pixels": 0.0})
+    with pytest.raises(ValueError, match="side_pixels"):
+        MultiViewWorldModel(views, state_dims={"side_pixels": [6]})
+    with pytest.raises(ValueError, match="first view"):
+        MultiViewWorldModel(views, state_dims={"pixels": [6]})
+    with pytest.raises(ValueError, match="token_weights"):
+        latent_l1_energy(torch.zeros(1, 1, 2, 3), torch.zeros(1, 2, 3), token_weights=torch.ones(3))
+
+
 def test_views_must_agree_and_the_oracle_is_not_a_view():
     with pytest.raises(ValueError, match=">= 2 views"):
         MultiViewWorldModel({"pixels": LinearWorldModel()})

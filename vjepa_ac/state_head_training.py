@@ -79,24 +79,35 @@ class StateHeadTraining(Objective):
         return {k: all_reduce_mean(torch.tensor(v)).item() for k, v in errors.items()}
 
 
+LOW_Z, CLOSED = 0.05, 0.3  # m, closure: frames where grasps happen (end effector near the table, fingers on an object)
+
+
 @torch.no_grad()
 def held_out_errors(head: StateHead, data: Dataset, latents, cached: bool, device: torch.device, batch_size: int,
                     max_batches: int) -> dict[str, float]:
     """Mean and median end-effector position error (cm) and mean gripper error of the first
-    `max_batches` batches of `data` (every frame of each window)."""
+    `max_batches` batches of `data` (every frame of each window); and the same where grasps happen,
+    the end effector below LOW_Z: the position's median, and the closure's mean error on frames closed
+    past CLOSED (a gripper closed on an object on the table: the subgoal image a grasp needs read)."""
     head.eval()
-    position, gripper = [], []
+    position, gripper, low, closed = [], [], [], []
     for i, batch in enumerate(DataLoader(data, batch_size=batch_size, shuffle=False)):
         if i >= max_batches:
             break
         z, states, _ = to_latents(batch, latents, cached, device)
-        error = head(z.flatten(0, 1)) - states.flatten(0, 1)
+        states = states.flatten(0, 1)
+        error = head(z.flatten(0, 1)) - states
         position.append(error[:, list(POSITION_DIMS)].norm(dim=-1) * 100)
         gripper.append(error[:, GRIPPER_DIM].abs())
+        low.append(states[:, POSITION_DIMS[-1]] < LOW_Z)
+        closed.append(states[:, GRIPPER_DIM] >= CLOSED)
     head.train()
-    position, gripper = torch.cat(position), torch.cat(gripper)
+    position, gripper, low, closed = torch.cat(position), torch.cat(gripper), torch.cat(low), torch.cat(closed)
+    nan = torch.tensor(float("nan"))
     return {"val/position_cm_mean": position.mean().item(), "val/position_cm_median": position.median().item(),
-            "val/gripper_mae": gripper.mean().item()}
+            "val/gripper_mae": gripper.mean().item(),
+            "val/low_position_cm_median": (position[low].median() if low.any() else nan).item(),
+            "val/low_closed_gripper_mae": (gripper[low & closed].mean() if (low & closed).any() else nan).item()}
 
 
 def train_state_head(cfg: DictConfig):
