@@ -14,6 +14,7 @@ from planners.synthetic import LinearWorldModel
 from planners.views import MultiViewWorldModel
 
 SHIPPED = "checkpoints/vjepa_ac_tiny"
+WRIST = "checkpoints/vjepa_ac_tiny_wrist"
 
 
 def two_views() -> tuple[MultiViewWorldModel, LinearWorldModel, LinearWorldModel]:
@@ -82,6 +83,22 @@ def test_view_weights_and_state_dims_are_checked():
         MultiViewWorldModel(views, state_dims={"pixels": [6]})
     with pytest.raises(ValueError, match="token_weights"):
         latent_l1_energy(torch.zeros(1, 1, 2, 3), torch.zeros(1, 2, 3), token_weights=torch.ones(3))
+
+
+def test_the_shipped_wrist_model_reads_the_gripper_over_the_shipped_front_model():
+    from planners.factory import load_world_model
+
+    model = load_world_model({"pixels": SHIPPED, "wrist_pixels": {"checkpoint": WRIST, "energy_weight": 0.0,
+                                                                  "state_dims": [6]}})
+    front, wrist = model.models["pixels"], model.models["wrist_pixels"]
+    assert model.energy_weights == {"pixels": 1.0, "wrist_pixels": 0.0} and front.shares_encoder(wrist)
+    z = model.encode(np.random.default_rng(0).integers(0, 256, (2, 2, 64, 64, 3), dtype=np.uint8))
+    n = z.shape[1] // 2
+    state = model.decode_state(z)
+    torch.testing.assert_close(state[:, :6], front.decode_state(z[:, :n])[:, :6])
+    torch.testing.assert_close(state[:, 6], wrist.decode_state(z[:, n:])[:, 6])
+    with pytest.raises(ValueError, match="'checkpoint'"):
+        load_world_model({"pixels": SHIPPED, "wrist_pixels": {"path": WRIST}})
 
 
 def test_views_must_agree_and_the_oracle_is_not_a_view():
