@@ -18,7 +18,7 @@ from torch.utils.data import DataLoader, Dataset
 from vjepa_ac.checkpoint import load_config
 from vjepa_ac.finetune import check_data_root, latent_dataset, robot_log_dataset, state_action_sample, to_latents
 from vjepa_ac.models.state_head import StateHead
-from vjepa_ac.state_action import GRIPPER_DIM, POSITION_DIMS
+from vjepa_ac.state_action import GRIPPER_DIM, POSITION_DIMS, STATE_NAMES
 from vjepa_ac.train_loop import Objective, StepOutput, train
 from vjepa_ac.training import DistInfo, adamw_param_groups, all_reduce_mean
 from vjepa_ac.world_model import WorldModel, build_state_head
@@ -80,6 +80,7 @@ class StateHeadTraining(Objective):
 
 
 LOW_Z, CLOSED = 0.05, 0.3  # m, closure: frames where grasps happen (end effector near the table, fingers on an object)
+HEIGHT_DIM = STATE_NAMES.index("z")
 
 
 @torch.no_grad()
@@ -99,7 +100,7 @@ def held_out_errors(head: StateHead, data: Dataset, latents, cached: bool, devic
         error = head(z.flatten(0, 1)) - states
         position.append(error[:, list(POSITION_DIMS)].norm(dim=-1) * 100)
         gripper.append(error[:, GRIPPER_DIM].abs())
-        low.append(states[:, POSITION_DIMS[-1]] < LOW_Z)
+        low.append(states[:, HEIGHT_DIM] < LOW_Z)
         closed.append(states[:, GRIPPER_DIM] >= CLOSED)
     head.train()
     position, gripper, low, closed = torch.cat(position), torch.cat(gripper), torch.cat(low), torch.cat(closed)
