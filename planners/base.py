@@ -156,6 +156,7 @@ class Planner:
             self.seed = seed
         self.generator.manual_seed(self.seed)
         self.previous = None
+        self.goal_state = None
         self.fixed_goal_state = None
         self.remembered = None
 
@@ -163,6 +164,19 @@ class Planner:
         """Make `state` [1, S] the state term's goal in the next plans instead of the one read from the goal
         latent (None: read it again). A two-level planner passes the state its high-level plan reaches."""
         self.fixed_goal_state = None if state is None else state.detach().float().cpu()
+
+    def gripper_reached(self, state_now: torch.Tensor, tolerance: float) -> bool:
+        """Whether the measured gripper closure in `state_now` [1, S] has done what the last plan's goal
+        state shows: closed to at least the goal's closure minus `tolerance` when the goal shows it closed
+        (closing past counts: an object stops the fingers, an empty close overshoots), or open to within
+        `tolerance` when it shows it open. True when the planner reads no goal state. The subgoal switch
+        asks this before leaving a subgoal (`SubgoalSwitch.gripper_tolerance`)."""
+        if self.goal_state is None:
+            return True
+        goal, now = float(self.goal_state[0, GRIPPER_DIM]), float(state_now[0, GRIPPER_DIM])
+        if goal >= tolerance:
+            return now >= goal - tolerance
+        return now <= goal + tolerance
 
     def episode_log(self) -> dict:
         """What the planner noted over the episode, for the episode's summary (flat planners: nothing)."""

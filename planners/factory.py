@@ -119,8 +119,11 @@ def check_method(name: str, method: Mapping) -> None:
 
 
 def method_subgoals(method: Mapping, switch: Mapping) -> SubgoalSwitch | None:
-    """The subgoal switch (from the `subgoal_switch` config) if the method plans through subgoals."""
-    return SubgoalSwitch(**switch) if method.get("goals", "final") == "subgoals" else None
+    """The subgoal switch if the method plans through subgoals: the `subgoal_switch` config with the
+    method's own `subgoal_switch` entries over it."""
+    if method.get("goals", "final") != "subgoals":
+        return None
+    return SubgoalSwitch(**{**switch, **(method.get("subgoal_switch") or {})})
 
 
 def load_high_level_model(high_level: Mapping, env=None, device: str = "cpu") -> WorldModel:

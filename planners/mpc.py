@@ -208,11 +208,12 @@ def run_episode(
     while not done and result.steps < limit:
         timed.encode_s = timed.rollout_s = 0.0
         z_now = timed.encode(observation_frame(obs, world_model.views)[None])
+        state_now = torch.as_tensor(np.asarray(obs["state"], dtype=np.float32))[None]
         energy_now = goal_energy(z_now, z_goals[tracker.index:tracker.index + 1], weights)
-        if tracker.update(result.steps, energy_now):
+        tolerance = tracker.switch.gripper_tolerance
+        if tracker.update(result.steps, energy_now, tolerance is None or planner.gripper_reached(state_now, tolerance)):
             energy_now = goal_energy(z_now, z_goals[tracker.index:tracker.index + 1], weights)
             tracker.update(result.steps, energy_now)  # the new goal's starting energy
-        state_now = torch.as_tensor(np.asarray(obs["state"], dtype=np.float32))[None]
         start = time.perf_counter()
         actions = planner.plan(timed, z_now, state_now, z_goals[tracker.index:tracker.index + 1])
         plan_s = time.perf_counter() - start

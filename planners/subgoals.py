@@ -10,7 +10,10 @@ planner itself sees, never from the env's success flag or simulator state:
             fraction `min_improvement` for `patience` plans (a plateau: the subgoal is as reached as
             the planner can make it)
 
-The final goal is never left.
+With `gripper_tolerance`, a subgoal is never left while the robot's measured gripper closure
+disagrees with the closure the planner reads from the subgoal image (`Planner.gripper_reached`):
+the energy can plateau with the fingers at the object but still open, and moving on then lifts
+an empty gripper. The final goal is never left.
 """
 from __future__ import annotations
 
@@ -27,6 +30,7 @@ class SubgoalSwitch:
     threshold: float = 0.2  # energy: reached below this fraction of the subgoal's starting energy
     patience: int = 3  # energy: plans without improvement before moving on
     min_improvement: float = 0.05  # energy: relative improvement that counts
+    gripper_tolerance: float | None = None  # stay while the measured closure is farther than this from the goal's
 
     def __post_init__(self):
         if self.mode not in SWITCH_MODES:
@@ -36,6 +40,8 @@ class SubgoalSwitch:
         if not 0 <= self.threshold < 1 or self.patience < 1 or self.min_improvement < 0:
             raise ValueError(f"need 0 <= threshold < 1, patience >= 1, min_improvement >= 0; got "
                              f"{self.threshold}, {self.patience}, {self.min_improvement}")
+        if self.gripper_tolerance is not None and not 0 < self.gripper_tolerance < 1:
+            raise ValueError(f"gripper_tolerance must be in (0, 1) or null, got {self.gripper_tolerance}")
 
 
 @dataclass
@@ -61,9 +67,10 @@ class GoalTracker:
     def on_final(self) -> bool:
         return self.index == self.num_goals - 1
 
-    def update(self, step: int, energy_now: float) -> bool:
-        """Called before each plan with the env step and the current frame's energy to the current
-        goal; returns True when the planner should aim at the next goal from now on."""
+    def update(self, step: int, energy_now: float, gripper_reached: bool = True) -> bool:
+        """Called before each plan with the env step, the current frame's energy to the current goal and
+        whether the gripper agrees with it (read only with `gripper_tolerance`); returns True when the
+        planner should aim at the next goal from now on."""
         if self.on_final:
             return False
         if self._start_energy is None:
@@ -76,6 +83,8 @@ class GoalTracker:
             else:
                 self._stale += 1
             done = energy_now <= self.switch.threshold * self._start_energy or self._stale >= self.switch.patience
+        if self.switch.gripper_tolerance is not None:
+            done = done and gripper_reached
         if done:
             self.index += 1
             self.switched_at.append(step)

@@ -31,6 +31,28 @@ def test_plateau_moves_on_when_the_energy_stops_improving():
     assert [tracker.update(s, e) for s, e in enumerate(energies)] == [False, False, False, False, True]
 
 
+def test_gripper_gate_holds_a_subgoal_until_the_gripper_agrees():
+    switch = SubgoalSwitch(mode="schedule", steps=[2], gripper_tolerance=0.2)
+    tracker = GoalTracker(switch, num_goals=2)
+    assert [tracker.update(s, 1.0, gripper_reached=False) for s in range(4)] == [False] * 4  # due at step 2
+    assert tracker.update(4, 1.0, gripper_reached=True) and tracker.switched_at == [4]
+    ungated = GoalTracker(SubgoalSwitch(mode="schedule", steps=[2]), num_goals=2)
+    assert [ungated.update(s, 1.0, gripper_reached=False) for s in range(3)] == [False, False, True]
+
+
+def test_planner_reads_whether_the_gripper_did_what_the_goal_shows():
+    planner = CEM(-np.ones(7), np.ones(7), num_samples=8, num_elites=2, iterations=1)
+    state = lambda closure: torch.tensor([[0, 0, 0, 0, 0, 0, closure]], dtype=torch.float32)
+    assert planner.gripper_reached(state(0.0), 0.2)  # no goal state read: nothing to disagree with
+    planner.goal_state = state(0.45)  # the goal shows the fingers closed on an object
+    assert not planner.gripper_reached(state(0.0), 0.2) and not planner.gripper_reached(state(0.2), 0.2)
+    assert planner.gripper_reached(state(0.3), 0.2) and planner.gripper_reached(state(1.0), 0.2)  # closed past
+    planner.goal_state = state(0.05)  # the goal shows it open
+    assert planner.gripper_reached(state(0.2), 0.2) and not planner.gripper_reached(state(0.3), 0.2)
+    planner.reset()
+    assert planner.goal_state is None
+
+
 def test_bad_switch_settings_fail():
     with pytest.raises(ValueError, match="mode"):
         SubgoalSwitch(mode="timer")
@@ -38,6 +60,8 @@ def test_bad_switch_settings_fail():
         SubgoalSwitch(mode="schedule", steps=[])
     with pytest.raises(ValueError, match="subgoals"):
         GoalTracker(SubgoalSwitch(mode="schedule", steps=[2]), num_goals=3)
+    with pytest.raises(ValueError, match="gripper_tolerance"):
+        SubgoalSwitch(gripper_tolerance=1.5)
 
 
 class BandsEnv:
@@ -81,6 +105,26 @@ def test_mpc_plans_toward_the_subgoal_then_the_goal():
     assert [r.goal_index for r in result.records] == [0] * 4 + [1] * 6
 
 
+def test_mpc_stays_on_a_subgoal_while_the_gripper_disagrees():
+    model = LinearWorldModel(num_tokens=2, dim=4)
+    env = BandsEnv(model)
+    planner = CEM(env.action_space.low, env.action_space.high, num_samples=16, num_elites=4, iterations=1,
+                  horizon=1, gripper_dim=None)
+    real_plan = planner.plan
+
+    def plan(wm, z, s, z_goal):  # a goal-state reading that shows the gripper closed; the stub's stays open
+        actions = real_plan(wm, z, s, z_goal)
+        planner.goal_state = torch.tensor([[0, 0, 0, 0, 0, 0, 0.5]])
+        return actions
+
+    planner.plan = plan
+    gated = run_episode(env, model, planner, seed=0, max_steps=6,
+                        subgoals=SubgoalSwitch(mode="schedule", steps=[2], gripper_tolerance=0.2))
+    assert gated.switched_at == [] and {r.goal_index for r in gated.records} == {0}
+    free = run_episode(env, model, planner, seed=0, max_steps=6, subgoals=SubgoalSwitch(mode="schedule", steps=[2]))
+    assert free.switched_at == [2]
+
+
 def test_subgoals_need_subgoal_images():
     model = LinearWorldModel()
     env = BandsEnv(model)
@@ -89,3 +133,14 @@ def test_subgoals_need_subgoal_images():
     planner = CEM(env.action_space.low, env.action_space.high, num_samples=8, num_elites=2, iterations=1)
     with pytest.raises(ValueError, match="subgoal_<view>"):
         run_episode(env, model, planner, seed=0, max_steps=2, subgoals=SubgoalSwitch())
+
+
+def test_a_method_overrides_the_subgoal_switch_config():
+    from planners.factory import method_subgoals
+
+    base = {"mode": "energy", "steps": [], "threshold": 0.2, "patience": 3, "min_improvement": 0.05,
+            "gripper_tolerance": None}
+    assert method_subgoals({"kind": "planner"}, base) is None  # plans toward the final goal alone
+    assert method_subgoals({"goals": "subgoals"}, base).gripper_tolerance is None
+    switch = method_subgoals({"goals": "subgoals", "subgoal_switch": {"gripper_tolerance": 0.2}}, base)
+    assert switch.gripper_tolerance == 0.2 and switch.patience == 3
