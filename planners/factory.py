@@ -7,7 +7,7 @@ a `kind`:
   planner  `planner` (a configs/planner/*.yaml dict) over `world_model`: a checkpoint directory
            (learned: pixels + proprioception only), a mapping of camera views to checkpoint
            directories ({pixels: ..., wrist_pixels: ...}, or per view {checkpoint, energy_weight,
-           state_dims, observation}: `planners.views`), or "oracle"
+           state_dims}: `planners.views`), or "oracle"
            (PRIVILEGED: the simulator)
 and optionally `goals` ("final": plan toward the goal image; "subgoals": toward the env's subgoal
 images in turn, then the goal), `execute_steps` (actions executed per plan), `env` (env config
@@ -41,7 +41,7 @@ PLANNERS = {"cem": CEM, "mppi": MPPI, "random_shooting": RandomShooting, "gradie
 METHOD_KINDS = ("random", "expert", "planner")
 GOAL_MODES = ("final", "subgoals")
 ORACLE = "oracle"
-VIEW_KEYS = {"checkpoint", "energy_weight", "state_dims", "observation"}  # a view of a multi-view world model
+VIEW_KEYS = {"checkpoint", "energy_weight", "state_dims"}  # a camera view of a multi-view world model
 
 
 def make_planner(cfg: Mapping, action_space) -> Planner:
@@ -58,9 +58,8 @@ def make_planner(cfg: Mapping, action_space) -> Planner:
 
 
 def load_world_model(source: str | Mapping[str, str], env=None, device: str = "cpu") -> WorldModel:
-    """`source` is a checkpoint directory (the learned world model), a mapping of views (by default
-    named for the observation key they read) to checkpoint directories or to {checkpoint,
-    energy_weight, state_dims, observation}
+    """`source` is a checkpoint directory (the learned world model), a mapping of observation keys
+    (camera views) to checkpoint directories or to {checkpoint, energy_weight, state_dims}
     (`planners.views.MultiViewWorldModel`), or "oracle" (PRIVILEGED: the env's simulator as the
     world model)."""
     if isinstance(source, Mapping):
@@ -73,8 +72,7 @@ def load_world_model(source: str | Mapping[str, str], env=None, device: str = "c
         return MultiViewWorldModel(
             {view: load_world_model(spec["checkpoint"], env, device) for view, spec in views.items()},
             energy_weights={view: spec["energy_weight"] for view, spec in views.items() if "energy_weight" in spec},
-            state_dims={view: spec["state_dims"] for view, spec in views.items() if "state_dims" in spec},
-            observations={view: spec["observation"] for view, spec in views.items() if "observation" in spec})
+            state_dims={view: spec["state_dims"] for view, spec in views.items() if "state_dims" in spec})
     if source == ORACLE:
         if env is None:
             raise ValueError("the privileged oracle world model needs the env")

@@ -2,7 +2,6 @@
 planners' state energy (absolute and relative goal state)."""
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 from hydra import compose, initialize_config_dir
@@ -71,22 +70,6 @@ def test_head_training_lowers_the_loss_and_the_checkpoint_is_the_same_world_mode
     assert trained.decode_state(z[:3]).shape == (3, 7)
     with pytest.raises(ValueError, match="no goal-state head"):
         source.decode_state(z[:1])
-
-
-def test_a_head_on_unpooled_tokens_is_a_reader_that_cannot_predict(tmp_path, world_model_dir):
-    cfg = _compose("train_state_head", tmp_path, {
-        "world_model": str(world_model_dir), "output_dir": str(tmp_path / "fine"), "latent_pool": 1,
-        "state_head": {"token_dim": 4, "width": 16},
-        "train": {"steps": 2, "batch_size": 4, "val_every": 1000, "checkpoint_every": 1000},
-        "optim": {"warmup_steps": 1}})
-    reader, source = WorldModel.from_checkpoint(train_state_head(cfg)), WorldModel.from_checkpoint(world_model_dir)
-    assert reader.reader_only and not source.reader_only
-    assert (source.latents.pool, reader.latents.pool) == (2, 1) and reader.state_head.cfg.num_tokens == 16
-    frames = np.random.default_rng(0).integers(0, 256, (2, 32, 32, 3), dtype=np.uint8)
-    z = reader.encode(frames)
-    assert z.shape == (2, 16, 48) and reader.decode_state(z).shape == (2, 7)
-    with pytest.raises(ValueError, match="goal-state reader"):
-        reader.rollout(z[:1], torch.zeros(1, 7), torch.zeros(1, 1, 7))
 
 
 class LineWorld:

@@ -67,34 +67,10 @@ def test_a_view_of_weight_zero_is_read_never_predicted_and_leaves_the_energy_alo
     n = front.num_tokens
     torch.testing.assert_close(z_pred[:, :, n:], z[:, None, n:].expand(5, 2, -1, -1))  # the wrist as observed
     front_only = latent_l1_energy(front.rollout(z[:, :n], torch.zeros(1, 7), actions), goal[:, :n], "sum")
-    assert model.token_weights.tolist() == [1.0 / n] * n + [0.0] * n
+    assert model.token_weights.tolist() == [1.0] * n + [0.0] * n
     torch.testing.assert_close(latent_l1_energy(z_pred, goal, "sum", model.token_weights), front_only)
     # the goal state: the front head's reading with the gripper (dim 6) read by the wrist head
     assert model.decode_state(goal).tolist() == [[0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 0.5]]
-
-
-def test_two_views_of_one_camera_with_different_token_counts():
-    """A finer reader of the front camera (more tokens, weight 0) beside the front model: both read
-    obs["pixels"], the energy is the front model's alone, and the reader's head gives its state dims."""
-    front, fine = Front(seed=0), ReadOnly(0.5, num_tokens=4, seed=1)
-    fine.reader_only = True
-    model = MultiViewWorldModel({"pixels": front, "pixels_fine": fine}, energy_weights={"pixels_fine": 0.0},
-                                state_dims={"pixels_fine": [0, 1, 2]}, observations={"pixels_fine": "pixels"})
-    assert model.views == ("pixels", "pixels")  # the MPC loop stacks obs["pixels"] twice
-    frames = np.random.default_rng(0).integers(0, 256, (1, 2, 8, 8, 3), dtype=np.uint8)
-    frames[:, 1] = frames[:, 0]
-    z = model.encode(frames)
-    assert z.shape == (1, 2 + 4, front.dim) and model.token_weights.tolist() == [0.5, 0.5, 0, 0, 0, 0]
-    goal = model.encode_goal(frames[:, :] // 2)
-    actions = torch.randn(3, 2, 7)
-    torch.testing.assert_close(latent_l1_energy(model.rollout(z, torch.zeros(1, 7), actions), goal, "sum",
-                                                model.token_weights),
-                               latent_l1_energy(front.rollout(z[:, :2], torch.zeros(1, 7), actions), goal[:, :2], "sum"))
-    assert model.decode_state(z).tolist() == [[0.5, 0.5, 0.5, 3.0, 4.0, 5.0, 6.0]]
-    with pytest.raises(ValueError, match="goal-state readers"):
-        MultiViewWorldModel({"pixels": front, "pixels_fine": fine}, observations={"pixels_fine": "pixels"})
-    with pytest.raises(ValueError, match="side"):
-        MultiViewWorldModel({"pixels": front, "pixels_fine": fine}, observations={"side": "pixels"})
 
 
 def test_view_weights_and_state_dims_are_checked():

@@ -5,9 +5,7 @@ and predictor untouched: the run loads a world-model checkpoint, fits the head t
 of every frame (L1 in normalised units, latents from the same embedding cache fine-tuning uses) and
 writes `<output_dir>/checkpoint`: the same encoder and predictor weights plus `state_head.*`, and the
 source config with a `world_model.state_head` section, so `WorldModel.from_checkpoint` reads it as
-one world model. With `latent_pool` other than the world model's pooling the head reads the encoder's
-tokens pooled that way, and the checkpoint is a goal-state *reader* (`reader_only`: its predictor was
-fine-tuned on the other pooling, so it reads states and never predicts; `planners.views`). Validation prints the held-out position error in centimetres and the gripper error.
+one world model. Validation prints the held-out position error in centimetres and the gripper error.
 """
 from __future__ import annotations
 
@@ -23,7 +21,7 @@ from vjepa_ac.models.state_head import StateHead
 from vjepa_ac.state_action import GRIPPER_DIM, POSITION_DIMS, STATE_NAMES
 from vjepa_ac.train_loop import Objective, StepOutput, train
 from vjepa_ac.training import DistInfo, adamw_param_groups, all_reduce_mean
-from vjepa_ac.world_model import FrameLatents, WorldModel, build_state_head
+from vjepa_ac.world_model import WorldModel, build_state_head
 
 log = logging.getLogger(__name__)
 
@@ -39,15 +37,6 @@ class HeadLoss(torch.nn.Module):
         return self.head.loss(z.flatten(0, 1), states.flatten(0, 1))
 
 
-def head_latents(wm: WorldModel, pool: int | None) -> FrameLatents:
-    """The latents the head reads: the world model's own, or its encoder's pooled `pool` x `pool` (1: every
-    token). Why another pooling: the 4x4 pooled grid blurs the end effector's position near the object."""
-    if pool is None or int(pool) == wm.latents.pool:
-        return wm.latents
-    patch_size = wm.latents.crop_size // wm.latents.side
-    return FrameLatents(wm.latents.encoder, wm.latents.crop_size, patch_size, int(pool))
-
-
 class StateHeadTraining(Objective):
     """The goal-state head on the frozen latents of the world model at `cfg.world_model`."""
 
@@ -59,7 +48,7 @@ class StateHeadTraining(Objective):
         device = dist_info.device
         source = load_config(cfg.world_model)
         wm = WorldModel.from_checkpoint(cfg.world_model, device)
-        self.latents = head_latents(wm, cfg.get("latent_pool"))
+        self.latents = wm.latents
         pcfg = wm.predictor.cfg
         train_raw = robot_log_dataset(cfg.data, "train", pcfg, wm.resolution)
         val_raw = robot_log_dataset(cfg.data, "val", pcfg, wm.resolution)
@@ -70,9 +59,6 @@ class StateHeadTraining(Objective):
 
         self.saved_config = source.copy()
         self.saved_config.world_model.state_head = OmegaConf.to_container(cfg.state_head, resolve=True)
-        if self.latents is not wm.latents:  # the predictor was fine-tuned on the other pooling: a reader only
-            self.saved_config.world_model.pool = self.latents.pool
-            self.saved_config.world_model.reader_only = True
         self.saved_config.state_head_run = OmegaConf.to_container(cfg, resolve=True)
         self.head = build_state_head(self.saved_config.world_model, self.latents, wm.predictor).to(device)
         self.head.set_state_stats(state_action_sample(self.dataset)[0])

@@ -14,9 +14,7 @@ A checkpoint directory (written by fine-tuning, `vjepa_ac/checkpoint.py` layout)
 is everything needed to rebuild the two modules: the encoder's `VJEPA2Config` fields, `pool`, and
 the predictor sizes. A checkpoint written by `scripts/train_state_head.py` also holds the goal-state
 head (keys `state_head.*`, sizes in `world_model.state_head`): `decode_state(z)` reads the robot's
-state from latents, which the planners' `state_weight` energy term applies to the goal image. With
-`world_model.reader_only: true` (a head on another pooling than the predictor's, `latent_pool`) the
-checkpoint reads states and refuses to predict.
+state from latents, which the planners' `state_weight` energy term applies to the goal image.
 """
 
 from __future__ import annotations
@@ -123,9 +121,6 @@ class WorldModel(nn.Module):
         self.predictor = predictor.eval().requires_grad_(False)
         self.state_head = state_head.eval().requires_grad_(False) if state_head is not None else None
         self.spec = OmegaConf.create(spec) if isinstance(spec, dict) else spec
-        # a goal-state reader: a head trained on latents pooled otherwise than its predictor was fine-tuned
-        # on (scripts/train_state_head.py latent_pool=...); it reads states, it cannot predict
-        self.reader_only = bool(self.spec.get("reader_only", False))
         # control steps per predicted step: 1, or k for a high-level model fine-tuned on frames read
         # every k control steps (data.reader.frame_stride), whose action is the summed k-step action
         self.frame_stride = 1
@@ -213,10 +208,6 @@ class WorldModel(nn.Module):
         values (KV cache). Runs under `torch.inference_mode` unless `actions` requires grad (gradient
         planners).
         """
-        if self.reader_only:
-            raise ValueError("this checkpoint is a goal-state reader: its predictor was fine-tuned on latents pooled "
-                             f"otherwise than its pool={self.latents.pool}, so it cannot predict (a view of energy "
-                             "weight 0 reads it)")
         actions = self._as_tensor(actions, "action", self.action_dim)
         state = self._as_tensor(state, "state", self.state_dim)
         if actions.ndim != 3:
