@@ -96,7 +96,6 @@ class Planner:
         gripper_deadband: float = 0.0,
         grasp_radius: float | None = None,
         goal_state_memory: float = 0.0,
-        goal_state_hold: float | None = None,
         seed: int = 0,
     ):
         low = torch.as_tensor(np.asarray(action_low, dtype=np.float32))
@@ -131,9 +130,8 @@ class Planner:
         self.gripper_deadband, self.grasp_radius = gripper_deadband, grasp_radius
         self.goal_state: torch.Tensor | None = None  # [1, S], read once per plan when state_weight > 0 (deadband applied)
         self.fixed_goal_state: torch.Tensor | None = None  # [1, S] given by `fix_goal_state` instead
-        self.goal_state_memory, self.goal_state_hold = goal_state_memory, goal_state_hold
-        # (goal latent, its goal-state estimate, whether the arm has arrived there: the estimate then holds)
-        self.remembered: tuple[torch.Tensor, torch.Tensor, bool] | None = None
+        self.goal_state_memory = goal_state_memory
+        self.remembered: tuple[torch.Tensor, torch.Tensor] | None = None  # (goal latent, its goal-state estimate)
         self.token_weights: torch.Tensor | None = None  # the world model's per-token energy weights, set per plan
         self.seed = seed
         self.generator = torch.Generator().manual_seed(seed)
@@ -246,22 +244,11 @@ class Planner:
         """The goal state [1, S]: this plan's reading, or with `goal_state_memory` m > 0 and the same goal
         latent as the last plan, m x the last estimate + (1 - m) x this reading. Why: each reading errs by
         ~1-2 cm as the frame changes, and a planner chasing a reading that moves every step dithers next
-        to the object and pushes it; one goal image has one state.
-
-        With `goal_state_hold` (m), once the measured position is that near the estimate the estimate of
-        this goal image holds for the rest of its plans. Why: the relative reading can drift with the arm
-        (near the workspace's edge the head reads the arm's own motion short), so after arriving, later
-        readings carry the arm away from the goal it reached."""
-        same = self.remembered is not None and torch.equal(self.remembered[0], z_goal)
-        if same and self.remembered[2]:
-            return self.remembered[1]
+        to the object and pushes it; one goal image has one state."""
         estimate = self._read_goal_state(world_model, z_now, state_now, z_goal)
-        if same and self.goal_state_memory > 0:
+        if self.goal_state_memory > 0 and self.remembered is not None and torch.equal(self.remembered[0], z_goal):
             estimate = self.goal_state_memory * self.remembered[1] + (1 - self.goal_state_memory) * estimate
-        positions = list(POSITION_DIMS)
-        arrived = (self.goal_state_hold is not None and
-                   float((state_now[0, positions].float().cpu() - estimate[0, positions]).norm()) <= self.goal_state_hold)
-        self.remembered = (z_goal.clone(), estimate, arrived)
+        self.remembered = (z_goal.clone(), estimate)
         return estimate
 
     def _read_goal_state(self, world_model: WorldModel, z_now: torch.Tensor, state_now: torch.Tensor,

@@ -240,25 +240,3 @@ def test_goal_state_memory_averages_the_readings_of_one_goal_image():
     assert float(planner.goal_state[0, 0]) == pytest.approx(0.3)  # 0.5 x 0.2 + 0.5 x 0.4
     planner.plan(world, z_now, torch.zeros(1, 7), 2 * z_goal)
     assert float(planner.goal_state[0, 0]) == pytest.approx(0.6)  # another goal image starts afresh
-
-
-def test_goal_state_hold_keeps_the_estimate_once_the_arm_has_arrived():
-    class Readings(LineWorld):  # the goal's x as read from each frame in turn
-        def __init__(self, values):
-            super().__init__()
-            self.values = iter(values)
-
-        def decode_state(self, z):
-            state = torch.zeros(z.shape[0], 7)
-            state[:, 0] = next(self.values)
-            return state
-
-    planner = CEM(LOW, HIGH, horizon=1, num_samples=8, num_elites=2, iterations=1, state_weight=1.0,
-                  goal_state_hold=0.01)
-    world, z_now, z_goal = Readings([0.2, 0.3, 0.5, 0.9]), torch.zeros(1, 1, 4), torch.ones(1, 1, 4)
-    at = lambda x: torch.tensor([[x, 0, 0, 0, 0, 0, 0]])
-    for x, expected in ((0.0, 0.2), (0.295, 0.3), (0.3, 0.3)):  # arrived within 1 cm of 0.3: it holds
-        planner.plan(world, z_now, at(x), z_goal)
-        assert float(planner.goal_state[0, 0]) == pytest.approx(expected)
-    planner.plan(world, z_now, at(0.3), 2 * z_goal)  # another goal image reads afresh
-    assert float(planner.goal_state[0, 0]) == pytest.approx(0.5)
