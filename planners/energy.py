@@ -39,6 +39,12 @@ def latent_l1_energy(z_pred: torch.Tensor, z_goal: torch.Tensor, reduce: str = "
     return per_step[:, -1] if reduce == "final" else per_step.sum(dim=1)
 
 
+def goal_energy(z_now: torch.Tensor, z_goal: torch.Tensor, weights: torch.Tensor | None = None) -> float:
+    """The current frame's latent energy [1, N, D] to a goal [1, N, D] (what the subgoal switch and the
+    two-level planner's replanning read)."""
+    return float(latent_l1_energy(z_now[:, None], z_goal, token_weights=weights)[0])
+
+
 def token_weights(world_model) -> torch.Tensor | None:
     """A world model's per-token energy weights [N] (`planners.views`), or None: every token alike."""
     return getattr(world_model, "token_weights", None)

@@ -18,7 +18,7 @@ from __future__ import annotations
 import torch
 
 from planners.base import Planner, integrate
-from planners.energy import latent_l1_energy
+from planners.energy import goal_energy
 from planners.protocol import WorldModel, WorldModelDefaults
 from planners.sampling import CEM
 from vjepa_ac.state_action import POSITION_DIMS
@@ -143,7 +143,7 @@ class HierarchicalPlanner(Planner):
         self.low_level.fix_goal_state(integrate(state_now, macros[None, :1])[:, -1])
         with torch.no_grad():
             self.subgoal = self.high_model.rollout(z_now, state_now, macros[None])[:, 0].to(z_now.device).float()
-        energy = float(latent_l1_energy(z_now[:, None], self.subgoal)[0])
+        energy = goal_energy(z_now, self.subgoal)
         self.subgoals.append({"steps": 0, "start_energy": energy, "closest_energy": energy})
 
     def _path_ahead(self) -> torch.Tensor:
@@ -156,7 +156,7 @@ class HierarchicalPlanner(Planner):
     def _optimize(self, world_model: WorldModel, z_now, state_now, z_goal) -> torch.Tensor:
         subgoal_energy = float("inf")
         if self.subgoal is not None:
-            subgoal_energy = float(latent_l1_energy(z_now[:, None], self.subgoal)[0])
+            subgoal_energy = goal_energy(z_now, self.subgoal)
             self.subgoals[-1]["closest_energy"] = min(self.subgoals[-1]["closest_energy"], subgoal_energy)
         if self._needs_high_plan(subgoal_energy):
             self._plan_subgoal(z_now, state_now, z_goal)

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from planners.base import Planner
-from planners.energy import latent_l1_energy, token_weights
+from planners.energy import goal_energy, token_weights
 from planners.protocol import WorldModel
 from planners.subgoals import GoalTracker, SubgoalSwitch
 
@@ -154,11 +154,6 @@ def episode_goals(info: dict, subgoals: SubgoalSwitch | None, views: tuple[str, 
         raise ValueError(f"subgoal-conditioned MPC needs info['subgoal_<view>'] (non-empty lists of equal length) "
                          f"at reset for the views {views}; this env gives none or a mismatch")
     return [view_frames(list(images)) for images in zip(*per_view)] + [goal]
-
-
-def goal_energy(z_now: torch.Tensor, z_goal: torch.Tensor, weights: torch.Tensor | None) -> float:
-    """The current frame's latent energy to a goal (what the subgoal switch reads)."""
-    return float(latent_l1_energy(z_now[:, None], z_goal, token_weights=weights)[0])
 
 
 def run_episode(
