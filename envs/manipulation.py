@@ -352,6 +352,7 @@ class ManipulationEnv(gym.Env):
                 "goal_features_l1": float(np.abs(features - self.goal_features).sum()),
             },
             "action_clipped": action_clipped,
+            "environment_state": features,  # PRIVILEGED, logged for privileged baselines
             "ee_pos": self.ee_pos,
             "object_pos": self.object_pos,
             "object_quat": self.object_quat,

@@ -21,7 +21,8 @@ class Task:
         raise NotImplementedError
 
     def features(self, env) -> np.ndarray:
-        """End-effector position, object position and measured gripper closure."""
+        """End-effector position, object position and measured gripper closure (every task the same
+        vector, `vjepa_ac.state_action.ENVIRONMENT_STATE_NAMES`: one privileged subgoal prior reads all)."""
         return np.concatenate([env.ee_pos, env.object_pos, [env.gripper_closure]])
 
     def is_success(self, env) -> bool:
@@ -73,9 +74,6 @@ class Reach(Task):
     def sample_target(self, rng, env):
         return self._sample_away_from(rng, self.cfg["target_low"], self.cfg["target_high"], env.ee_pos,
                                       self.cfg["target_min_distance"])
-
-    def features(self, env):
-        return env.ee_pos.copy()
 
     def is_success(self, env):
         return bool(np.linalg.norm(env.ee_pos - env.target_pos) < self.cfg["success_distance"])

@@ -65,6 +65,8 @@ class Planner:
     that weight times the mean |action| (as a fraction of its bound, over the free motion dims) of
     each step to the energy: with an imperfect model, candidates near the goal differ by less than
     the prediction error, and the cost makes "stay" win when no move is predicted to help.
+    `latent_weight` scales the latent L1 energy itself (0: the state term alone steers, as when a
+    two-level planner's subgoal prior gives the goal as a state).
     `state_weight` adds that weight times the mean |state - goal state| over `state_dims` (metres for
     positions) of the state integrated along the plan (`state + cumulative actions`, as the world
     model integrates it; "final" or "sum" like the latent energy), where the goal state is read from
@@ -90,6 +92,7 @@ class Planner:
         frozen_dims: Sequence[int] = ROTATION_DIMS,
         energy: str = "final",
         action_cost: float = 0.0,
+        latent_weight: float = 1.0,
         state_weight: float = 0.0,
         state_dims: Sequence[int] = POSITION_DIMS,
         goal_state: str = "absolute",
@@ -106,9 +109,9 @@ class Planner:
             raise ValueError(f"action bounds must be finite with low <= high, got low={low.tolist()} high={high.tolist()}")
         if horizon < 1:
             raise ValueError(f"horizon must be >= 1, got {horizon}")
-        if action_cost < 0 or state_weight < 0 or gripper_deadband < 0 or (grasp_radius or 0) < 0:
-            raise ValueError(f"action_cost, state_weight, gripper_deadband and grasp_radius must be >= 0, got "
-                             f"{action_cost}, {state_weight}, {gripper_deadband}, {grasp_radius}")
+        if min(action_cost, latent_weight, state_weight, gripper_deadband, grasp_radius or 0) < 0:
+            raise ValueError(f"action_cost, latent_weight, state_weight, gripper_deadband and grasp_radius must be >= 0, "
+                             f"got {action_cost}, {latent_weight}, {state_weight}, {gripper_deadband}, {grasp_radius}")
         if not 0 <= goal_state_memory < 1:
             raise ValueError(f"goal_state_memory must be in [0, 1), got {goal_state_memory}")
         if goal_state not in GOAL_STATES:
@@ -125,6 +128,7 @@ class Planner:
         self.frozen[list(frozen_dims)] = True
         self.rest = torch.zeros_like(low).clamp(low, high)  # the "do nothing" action, frozen dims' value
         self.action_cost = action_cost
+        self.latent_weight = latent_weight
         self.cost_dims = ~self.frozen  # dims the action cost counts (sampling planners drop the gripper)
         self.state_weight, self.state_dims, self.goal_state_mode = state_weight, list(state_dims), goal_state
         self.gripper_deadband, self.grasp_radius = gripper_deadband, grasp_radius
@@ -283,6 +287,7 @@ class Planner:
         self.stats["candidates"] += actions.shape[0]
         self.stats["skipped_nonfinite"] += skipped
         self.stats["energy"] = min(self.stats["energy"], float(energies.detach().min()))
+        energies = self.latent_weight * energies
         if self.action_cost > 0 and self.cost_dims.any():
             motion = ((actions - self.rest).abs() / self.half_range.clamp(min=1e-8))[..., self.cost_dims]
             energies = energies + self.action_cost * motion.mean(-1).sum(-1)
@@ -298,7 +303,11 @@ class Planner:
         return per_step[:, -1] if self.energy == "final" else per_step.sum(1)
 
     def _evaluate(self, world_model: WorldModel, z_now: torch.Tensor, state_now: torch.Tensor, z_goal: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
-        """All candidates [B, H, A] through one rollout call -> energies [B] (no gradients)."""
-        with torch.no_grad():
-            z_pred = world_model.rollout(z_now, state_now, actions)
+        """All candidates [B, H, A] through one rollout call -> energies [B] (no gradients). With
+        `latent_weight` 0 nothing is predicted: the present latents stand in for every step."""
+        if self.latent_weight == 0:
+            z_pred = z_now[:, None].expand(actions.shape[0], actions.shape[1], *z_now.shape[1:])
+        else:
+            with torch.no_grad():
+                z_pred = world_model.rollout(z_now, state_now, actions)
         return self._score(z_pred, z_goal, actions, state_now)

@@ -15,7 +15,10 @@ overrides for this method's cells, e.g. {wrist_camera: true} for a wrist view) a
 (two-level planning from the single goal image, `planners.hierarchical`): {world_model: a checkpoint
 fine-tuned with data.reader.frame_stride = macro_steps, or "oracle" (PRIVILEGED: the simulator
 playing each macro-action step by step), macro_steps, planner (over macro-actions), reached_fraction};
-`planner` is then the low level. Scripts and the benchmark build every method here and nowhere else.
+`planner` is then the low level. With `high_level.planner: null` there is no high-level search: the
+high-level world model is a checkpoint with a subgoal prior (scripts/train_subgoal_prior.py) that
+proposes the next state every macro_steps control steps; for "oracle", `prior` names the privileged
+prior's checkpoint (trained on the logs' environment state). Scripts and the benchmark build every method here and nowhere else.
 """
 from __future__ import annotations
 
@@ -29,7 +32,7 @@ import numpy as np
 from planners.base import Planner
 from planners.gradient import GradientPlanner
 from planners.hierarchical import HierarchicalPlanner, MacroActions, PrimitiveCEM, macro_bounds
-from planners.oracle import PrivilegedOracleWorldModel
+from planners.oracle import OracleSubgoalPrior, PrivilegedOracleWorldModel
 from planners.policy import NullWorldModel, PolicyPlanner, RandomActions
 from planners.protocol import WorldModel
 from planners.sampling import CEM, MPPI, RandomShooting
@@ -111,9 +114,15 @@ def check_method(name: str, method: Mapping) -> None:
         missing = [key for key in ("world_model", "macro_steps", "planner") if key not in method["high_level"]]
         if missing:
             raise ValueError(f"methods.{name}.high_level lacks {missing}")
-        if method["high_level"]["world_model"] != ORACLE:
+        high_level = method["high_level"]
+        if high_level["world_model"] == ORACLE and follows_prior(high_level):
             try:
-                load_high_level_model(method["high_level"])
+                load_oracle_prior(high_level)
+            except (OSError, ValueError, KeyError) as error:
+                raise type(error)(f"methods.{name}.high_level.prior: {error}") from None
+        elif high_level["world_model"] != ORACLE:
+            try:
+                load_high_level_model(high_level)
             except (OSError, ValueError, KeyError) as error:
                 raise type(error)(f"methods.{name}.high_level.world_model: {error}") from None
 
@@ -126,13 +135,32 @@ def method_subgoals(method: Mapping, switch: Mapping) -> SubgoalSwitch | None:
     return SubgoalSwitch(**{**switch, **(method.get("subgoal_switch") or {})})
 
 
+def follows_prior(high_level: Mapping) -> bool:
+    """Whether a `high_level` block has no search (`planner: null`): its model's subgoal prior proposes."""
+    return "planner" in high_level and high_level["planner"] is None
+
+
+def load_oracle_prior(high_level: Mapping):
+    """The privileged subgoal prior an oracle high level without a search follows (`high_level.prior`)."""
+    if not high_level.get("prior"):
+        raise ValueError("an oracle high level without a search needs `prior`: a subgoal prior checkpoint "
+                         "trained on the logs' environment state (configs/train_subgoal_prior.yaml)")
+    from vjepa_ac.models.subgoal_prior import load_subgoal_prior
+
+    return load_subgoal_prior(high_level["prior"])
+
+
 def load_high_level_model(high_level: Mapping, env=None, device: str = "cpu") -> WorldModel:
     """The high-level world model over macro-actions of `macro_steps` control steps: the oracle
     playing them step by step, or a learned checkpoint fine-tuned on frames `macro_steps` apart."""
     k = int(high_level["macro_steps"])
     model = load_world_model(high_level["world_model"], env, device)
     if high_level["world_model"] == ORACLE:
+        if follows_prior(high_level):
+            return OracleSubgoalPrior(model, load_oracle_prior(high_level))
         return MacroActions(model, k)
+    if follows_prior(high_level):  # proposes states, never rolled out over macro-actions
+        return model
     if model.frame_stride != k:
         raise ValueError(f"{high_level['world_model']} predicts {model.frame_stride} control step(s) ahead "
                          f"(data.reader.frame_stride), but macro_steps is {k}")
@@ -140,10 +168,12 @@ def load_high_level_model(high_level: Mapping, env=None, device: str = "cpu") ->
 
 
 def hierarchical_planner(high_level: Mapping, low: Planner, env, device: str = "cpu") -> HierarchicalPlanner:
-    """The two-level planner of a method's `high_level` block over the low-level planner `low`."""
+    """The two-level planner of a method's `high_level` block over the low-level planner `low` (no
+    high-level search when its `planner` is null: the high-level model's subgoal prior proposes)."""
     k = int(high_level["macro_steps"])
     macro_low, macro_high = macro_bounds(env.action_space.low, env.action_space.high, k)
-    high = make_planner(high_level["planner"], SimpleNamespace(low=macro_low.numpy(), high=macro_high.numpy()))
+    high = None if follows_prior(high_level) else make_planner(
+        high_level["planner"], SimpleNamespace(low=macro_low.numpy(), high=macro_high.numpy()))
     return HierarchicalPlanner(low, high, load_high_level_model(high_level, env, device), k,
                                reached_fraction=high_level.get("reached_fraction", 0.2),
                                low_goal=high_level.get("low_goal", "subgoal"))

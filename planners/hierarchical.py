@@ -8,6 +8,14 @@ replans every control step toward that subgoal, as it would toward a subgoal ima
 replans every `macro_steps` control steps, or earlier once the planner's own energy to the subgoal
 has fallen below `reached_fraction` of its value when the subgoal was set.
 
+Without a high-level search (`high=None`), the high level is a learned *subgoal prior* instead
+(`vjepa_ac.models.subgoal_prior`, a world model's `propose_subgoal`): from the current frame, the
+state and the goal image it proposes the state to reach next, the next keyframe of the robot logs'
+demonstrations (where they closed on the object, released it, or ended). The low level then reaches
+that state (its state term) while its latent goal stays the goal image, and the high level proposes
+again every `macro_steps` control steps. Why: the latent energy to one goal image rewards the greedy
+trap, so a search over it never finds the detour a pick needs; the demonstrations hold the detour.
+
 A high-level world model is either a learned predictor fine-tuned on robot logs read every
 `macro_steps` frames (`data.reader.frame_stride`), whose action is the summed k-step action, or any
 per-step world model wrapped in `MacroActions`, which plays each macro-action as `macro_steps` equal
@@ -85,7 +93,7 @@ class HierarchicalPlanner(Planner):
     set and at its closest (how well the low level reaches what the high level proposes).
     """
 
-    def __init__(self, low: Planner, high: Planner, high_model: WorldModel, macro_steps: int,
+    def __init__(self, low: Planner, high: Planner | None, high_model: WorldModel, macro_steps: int,
                  reached_fraction: float = 0.2, low_goal: str = "subgoal"):
         if macro_steps < 1:
             raise ValueError(f"macro_steps must be >= 1, got {macro_steps}")
@@ -93,7 +101,15 @@ class HierarchicalPlanner(Planner):
             raise ValueError(f"reached_fraction must be in [0, 1), got {reached_fraction}")
         if low_goal not in LOW_GOALS:
             raise ValueError(f"low_goal must be one of {LOW_GOALS}, got {low_goal!r}")
-        if high.action_dim != low.action_dim:
+        if high is None:
+            if getattr(high_model, "propose_subgoal", None) is None:
+                raise ValueError("without a high-level planner the high-level model must propose subgoals "
+                                 "(a world model with a subgoal prior: scripts/train_subgoal_prior.py)")
+            if low_goal != "goal":
+                raise ValueError("a subgoal prior proposes a state, not a latent: low_goal must be 'goal'")
+            if low.state_weight <= 0:
+                raise ValueError("a subgoal prior's subgoal is a state: the low-level planner needs state_weight > 0")
+        elif high.action_dim != low.action_dim:
             raise ValueError(f"high-level ({high.action_dim}-D) and low-level ({low.action_dim}-D) actions differ")
         super().__init__(low.low, low.high, horizon=low.horizon, frozen_dims=[], seed=low.seed)
         self.low_level, self.high_level, self.high_model = low, high, high_model
@@ -118,7 +134,8 @@ class HierarchicalPlanner(Planner):
     def reset(self, seed: int | None = None) -> None:
         super().reset(seed)
         self.low_level.reset(seed)
-        self.high_level.reset(None if seed is None else seed + 1)
+        if self.high_level is not None:
+            self.high_level.reset(None if seed is None else seed + 1)
         self._reset_episode()
 
     def shift(self, steps: int) -> None:
@@ -130,11 +147,20 @@ class HierarchicalPlanner(Planner):
         return {"subgoals": [dict(entry) for entry in self.subgoals]}
 
     def _needs_high_plan(self, subgoal_energy: float) -> bool:
-        return (self.subgoal is None or self.steps_on_subgoal >= self.macro_steps
-                or subgoal_energy <= self.reached_fraction * self.subgoals[-1]["start_energy"])
+        if self.subgoal is None or self.steps_on_subgoal >= self.macro_steps:
+            return True
+        # a prior's subgoal is a state, not a latent: no energy tells when it is reached
+        return self.high_level is not None and subgoal_energy <= self.reached_fraction * self.subgoals[-1]["start_energy"]
 
     def _plan_subgoal(self, z_now: torch.Tensor, state_now: torch.Tensor, z_goal: torch.Tensor) -> None:
-        """High-level search; the predicted latent after the first macro-action becomes the subgoal."""
+        """High-level search; the predicted latent after the first macro-action becomes the subgoal. Or,
+        without a search, the subgoal prior's proposed state (the latent subgoal is the goal itself)."""
+        if self.high_level is None:
+            self.low_level.fix_goal_state(self.high_model.propose_subgoal(z_now, state_now, z_goal).cpu())
+            self.subgoal, self.macro_path = z_goal, None
+            energy = goal_energy(z_now, z_goal)
+            self.subgoals.append({"steps": 0, "start_energy": energy, "closest_energy": energy})
+            return
         if self.subgoal is not None:
             self.high_level.shift(1)  # one macro-action's worth of control steps was spent on the last subgoal
         macros = self.high_level.plan(self.high_model, z_now, state_now, z_goal)
@@ -161,11 +187,13 @@ class HierarchicalPlanner(Planner):
         if self._needs_high_plan(subgoal_energy):
             self._plan_subgoal(z_now, state_now, z_goal)
             subgoal_energy = self.subgoals[-1]["start_energy"]
-        self.low_level.previous = self._path_ahead()
+        if self.macro_path is not None:
+            self.low_level.previous = self._path_ahead()
         latent_goal = self.subgoal if self.low_goal == "subgoal" else z_goal
         actions = self.low_level.plan(world_model, z_now, state_now, latent_goal)
-        self.stats = {**self.low_level.stats, "high_plans": self.high_plans,
-                      "high_energy": self.high_level.stats["energy"], "subgoal_energy": subgoal_energy}
+        high_energy = self.high_level.stats["energy"] if self.high_level is not None else float("nan")
+        self.stats = {**self.low_level.stats, "high_plans": self.high_plans, "high_energy": high_energy,
+                      "subgoal_energy": subgoal_energy}
         return actions
 
 

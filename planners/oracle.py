@@ -17,6 +17,22 @@ REQUIRED = ("get_sim_state", "set_sim_state", "step_physics", "privileged_featur
             "subgoal_pixels", "subgoal_features")
 
 
+class OracleSubgoalPrior(WorldModelDefaults):
+    """PRIVILEGED: the two-level oracle's high level without a search. A subgoal prior trained on the
+    robot logs' environment state (`vjepa_ac.subgoal_prior_training`, `data.observation:
+    environment_state`) proposes the next state from the oracle's features of the present and of the
+    goal image, which are that same environment state."""
+
+    privileged = True
+
+    def __init__(self, oracle: "PrivilegedOracleWorldModel", prior: torch.nn.Module):
+        self.oracle, self.prior = oracle, prior
+        self.action_dim = oracle.action_dim
+
+    def propose_subgoal(self, z_now: torch.Tensor, state_now: torch.Tensor, z_goal: torch.Tensor) -> torch.Tensor:
+        return self.prior.propose(z_now.float(), state_now.float(), z_goal.float())
+
+
 class PrivilegedOracleWorldModel(WorldModelDefaults):
     """The simulator as a world model. PRIVILEGED: it reads the true simulator state.
 

@@ -8,7 +8,8 @@ from hydra import compose, initialize_config_dir
 
 from vjepa_ac.data import RobotLogDataset, VideoClipDataset
 from vjepa_ac.data.video_io import probe_video, read_video
-from vjepa_ac.state_action import ACTION_NAMES, STATE_NAMES
+from vjepa_ac.data.lerobot_format import ENVIRONMENT_STATE_KEY
+from vjepa_ac.state_action import ACTION_NAMES, ENVIRONMENT_STATE_NAMES, STATE_NAMES
 
 envs = pytest.importorskip("envs")
 from vjepa_ac.data import sim_collection  # noqa: E402  (needs envs)
@@ -78,3 +79,11 @@ def test_collect_robot_logs_round_trip_and_resume(tmp_path):
     commanded = np.concatenate([ds.actions[e][:-1, :3].ravel() for e in ds.episodes])
     assert np.corrcoef(moved, commanded)[0, 1] > 0.5
     assert all((ds.actions[e][-1] == 0).all() for e in ds.episodes)  # no action after the last frame
+
+    # the PRIVILEGED environment state rides along, read only when asked for
+    assert ds.meta.features[ENVIRONMENT_STATE_KEY]["names"] == list(ENVIRONMENT_STATE_NAMES) and not ds.environment_states
+    privileged = RobotLogDataset(out, num_steps=3, split="all", environment_state_key=ENVIRONMENT_STATE_KEY)
+    for e in privileged.episodes:
+        env_state, state = privileged.environment_states[e], privileged.states[e]
+        assert env_state.shape == (len(state), len(ENVIRONMENT_STATE_NAMES))
+        np.testing.assert_allclose(env_state[:, :3], state[:, :3], atol=1e-4)   # the end effector, twice

@@ -19,7 +19,7 @@ import json
 import logging
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from safetensors.torch import load_file, save_file
@@ -100,11 +100,8 @@ def encode_episodes(dataset: RobotLogDataset, latents: nn.Module, frames_per_bat
                     device: torch.device | str, desc: str) -> LatentWindows:
     """Windows overlap, so encode each episode's frames once and gather every window from them
     (`num_steps` times fewer encoder passes than encoding window by window)."""
-    per_episode = {}
-    for e in tqdm(sorted({e for e, _ in dataset.windows}), desc=desc, unit="episode"):
-        frames = dataset.episode_frames(e)
-        per_episode[e] = torch.cat([latents(normalize_frames(frames[i:i + frames_per_batch]).to(device))
-                                    .to("cpu", torch.float16) for i in range(0, len(frames), frames_per_batch)])
+    episodes = sorted({e for e, _ in dataset.windows})
+    per_episode = dict(zip(episodes, encode_episode_frames(dataset, episodes, latents, frames_per_batch, device, desc)))
     offsets = torch.arange(dataset.num_steps) * dataset.frame_stride
     z = torch.stack([per_episode[e][start + offsets] for e, start in dataset.windows])
     # the reader's own slicing, without decoding every window's frames again (that held them all in memory)
@@ -133,3 +130,54 @@ def load_or_build(dataset: Dataset, latents: nn.Module, cache_dir: str | Path, k
                "actions": windows.actions.contiguous()}, str(tmp), metadata={"key": key})
     os.replace(tmp, path)
     return windows
+
+
+class EpisodeLatents(NamedTuple):
+    """One encoded episode: every frame's latents `z [T, N, D]` (float16), `states [T, S]`, `actions [T, A]`."""
+    z: torch.Tensor
+    states: torch.Tensor
+    actions: torch.Tensor
+
+
+def episode_latents(dataset: RobotLogDataset, episodes: list[int], latents: nn.Module, cache_dir: str | Path,
+                    batch_size: int, rank_is_main: bool, device: torch.device | str) -> list[EpisodeLatents]:
+    """`episodes` of `dataset`, encoded frame by frame, from the cache in `cache_dir` (built on rank 0
+    if missing; the key covers the encoder, the pooling, the data files and the episodes)."""
+    from vjepa_ac.training import main_first
+
+    settings = {"kind": "episodes", "pool": latents.pool, "crop_size": latents.crop_size, "episodes": episodes,
+                "keys": [dataset.camera_key, dataset.state_key, dataset.action_key]}
+    key = cache_key(latents.encoder, settings, dataset.meta.root)
+    path = Path(cache_dir) / f"{key}.safetensors"
+
+    def build(build: bool) -> dict[str, torch.Tensor]:
+        if path.is_file():
+            log.info("episode cache hit: %s", path)
+            return load_file(str(path))
+        if not build:
+            raise FileNotFoundError(f"episode cache {path} missing (it should have been built by rank 0)")
+        encoded = encode_episode_frames(dataset, episodes, latents, batch_size, device)
+        tensors = {"z": torch.cat(encoded).contiguous(), "lengths": torch.tensor([len(z) for z in encoded]),
+                   "states": torch.cat([torch.as_tensor(dataset.states[e]) for e in episodes]).float(),
+                   "actions": torch.cat([torch.as_tensor(dataset.actions[e]) for e in episodes]).float()}
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+        save_file(tensors, str(tmp), metadata={"key": key})
+        os.replace(tmp, path)
+        return tensors
+
+    t = main_first(build, rank_is_main)
+    lengths = t["lengths"].tolist()
+    return [EpisodeLatents(*parts) for parts in zip(*(t[k].split(lengths) for k in ("z", "states", "actions")))]
+
+
+@torch.no_grad()
+def encode_episode_frames(dataset: RobotLogDataset, episodes: list[int], latents: nn.Module, frames_per_batch: int,
+                          device: torch.device | str, desc: str = "encoding episodes") -> list[torch.Tensor]:
+    """Each episode's frames through the frozen encoder: a list of float16 `[T, N, D]` on the CPU."""
+    out = []
+    for e in tqdm(episodes, desc=desc, unit="episode"):
+        frames = dataset.episode_frames(e)
+        out.append(torch.cat([latents(normalize_frames(frames[i:i + frames_per_batch]).to(device))
+                              .to("cpu", torch.float16) for i in range(0, len(frames), frames_per_batch)]))
+    return out

@@ -17,6 +17,9 @@ import numpy as np
 
 STATE_NAMES = ("x", "y", "z", "roll", "pitch", "yaw", "gripper")
 ACTION_NAMES = ("dx", "dy", "dz", "droll", "dpitch", "dyaw", "gripper")
+# PRIVILEGED simulator state of every task (envs.tasks.Task.features), logged beside the robot's own for
+# privileged baselines only: end-effector position, object position, measured gripper closure
+ENVIRONMENT_STATE_NAMES = ("ee_x", "ee_y", "ee_z", "object_x", "object_y", "object_z", "gripper_closure")
 UNITS = ("m", "m", "m", "rad", "rad", "rad", "closure")
 STATE_DIM = ACTION_DIM = len(STATE_NAMES)
 

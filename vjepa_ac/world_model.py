@@ -14,7 +14,10 @@ A checkpoint directory (written by fine-tuning, `vjepa_ac/checkpoint.py` layout)
 is everything needed to rebuild the two modules: the encoder's `VJEPA2Config` fields, `pool`, and
 the predictor sizes. A checkpoint written by `scripts/train_state_head.py` also holds the goal-state
 head (keys `state_head.*`, sizes in `world_model.state_head`): `decode_state(z)` reads the robot's
-state from latents, which the planners' `state_weight` energy term applies to the goal image.
+state from latents, which the planners' `state_weight` energy term applies to the goal image. One
+written by `scripts/train_subgoal_prior.py` also holds the subgoal prior (keys `subgoal_prior.*`,
+sizes in `world_model.subgoal_prior`): `propose_subgoal(z_now, state_now, z_goal)` is the state to
+reach next on the way to a goal image, which the two-level planner's high level proposes.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from vjepa_ac.data.transforms import normalize_frames
 from vjepa_ac.training import resolve_device
 from vjepa_ac.models.ac_predictor import ACPredictor, ACPredictorConfig
 from vjepa_ac.models.state_head import StateHead, StateHeadConfig
+from vjepa_ac.models.subgoal_prior import SubgoalPrior, SubgoalPriorConfig
 
 
 def encoder_fields(config) -> dict[str, Any]:
@@ -97,6 +101,16 @@ def build_state_head(spec: DictConfig, latents: FrameLatents, predictor: ACPredi
                                      **OmegaConf.to_container(spec.state_head, resolve=True)))
 
 
+def build_subgoal_prior(spec: DictConfig, latents: FrameLatents, predictor: ACPredictor) -> SubgoalPrior | None:
+    """A randomly initialised subgoal prior when the `world_model` spec has a `subgoal_prior` section."""
+    if spec.get("subgoal_prior") is None:
+        return None
+    grid = latents.grid
+    return SubgoalPrior(SubgoalPriorConfig(num_tokens=grid[0] * grid[1], embed_dim=predictor.cfg.embed_dim,
+                                           state_dim=predictor.cfg.state_dim,
+                                           **OmegaConf.to_container(spec.subgoal_prior, resolve=True)))
+
+
 def config_frame_stride(cfg: DictConfig) -> int:
     """Control steps per predicted step of a fine-tuning run's config (its data.reader.frame_stride)."""
     return int(OmegaConf.select(cfg, "data.reader.frame_stride", default=1))
@@ -115,11 +129,14 @@ class WorldModel(nn.Module):
     views = ("pixels",)  # one camera: the env's obs["pixels"] (several: planners.views.MultiViewWorldModel)
 
     def __init__(self, latents: FrameLatents, predictor: ACPredictor, spec: DictConfig | dict,
-                 state_head: StateHead | None = None):
+                 state_head: StateHead | None = None, subgoal_prior: SubgoalPrior | None = None):
         super().__init__()
+        if subgoal_prior is not None and subgoal_prior.cfg.reads_state and state_head is None:
+            raise ValueError("the subgoal prior reads the goal-state head's readings, but the world model has no head")
         self.latents = latents
         self.predictor = predictor.eval().requires_grad_(False)
         self.state_head = state_head.eval().requires_grad_(False) if state_head is not None else None
+        self.subgoal_prior = subgoal_prior.eval().requires_grad_(False) if subgoal_prior is not None else None
         self.spec = OmegaConf.create(spec) if isinstance(spec, dict) else spec
         # control steps per predicted step: 1, or k for a high-level model fine-tuned on frames read
         # every k control steps (data.reader.frame_stride), whose action is the summed k-step action
@@ -161,13 +178,15 @@ class WorldModel(nn.Module):
         if "world_model" not in cfg:
             raise ValueError(f"{Path(path) / 'config.yaml'} has no 'world_model' section: not a fine-tuning checkpoint")
         latents, predictor = build_modules(cfg.world_model)
-        state_head = build_state_head(cfg.world_model, latents, predictor)
+        heads = {"state_head": build_state_head(cfg.world_model, latents, predictor),
+                 "subgoal_prior": build_subgoal_prior(cfg.world_model, latents, predictor)}
         weights = load_weights(path)
         load_state_into(latents.encoder, split_prefix(weights, "encoder"), source=f"{path} (encoder.*)")
         load_state_into(predictor, split_prefix(weights, "predictor"), source=f"{path} (predictor.*)")
-        if state_head is not None:
-            load_state_into(state_head, split_prefix(weights, "state_head"), source=f"{path} (state_head.*)")
-        model = cls(latents, predictor, cfg.world_model, state_head).to(resolve_device(device))
+        for name, head in heads.items():
+            if head is not None:
+                load_state_into(head, split_prefix(weights, name), source=f"{path} ({name}.*)")
+        model = cls(latents, predictor, cfg.world_model, **heads).to(resolve_device(device))
         model.frame_stride = config_frame_stride(cfg)
         return model
 
@@ -198,6 +217,18 @@ class WorldModel(nn.Module):
             raise ValueError("this world model has no goal-state head (a planner's state_weight needs one): "
                              "train it with scripts/train_state_head.py")
         return self.state_head(z.to(self.device).float())
+
+    @torch.inference_mode()
+    def propose_subgoal(self, z_now: torch.Tensor, state_now, z_goal: torch.Tensor) -> torch.Tensor:
+        """The subgoal prior's next state on the way to the goal latents: `[B, S]`, the measured state
+        `state_now` `[B, S]` plus the predicted keyframe delta, clamped to the state bounds."""
+        if self.subgoal_prior is None:
+            raise ValueError("this world model has no subgoal prior (the two-level planner's high level needs "
+                             "one): train it with scripts/train_subgoal_prior.py")
+        state_now = self._as_tensor(state_now, "state", self.state_dim)
+        z_now, z_goal = z_now.to(self.device).float(), z_goal.to(self.device).float()
+        readings = (self.state_head(z_now), self.state_head(z_goal)) if self.subgoal_prior.cfg.reads_state else None
+        return self.subgoal_prior.propose(z_now, state_now, z_goal, readings)
 
     def rollout(self, z: torch.Tensor, state, actions) -> torch.Tensor:
         """Predict latents of the next H frames for B candidate action sequences at once.

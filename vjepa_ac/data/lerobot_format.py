@@ -33,6 +33,7 @@ VIDEO_PATH = "videos/{video_key}/" + CHUNK_FILE + ".mp4"
 DEFAULT_CHUNK_SIZE = 1000  # files per chunk folder, as LeRobot
 STATE_KEY = "observation.state"  # the robot-log features (LeRobot's names); cameras are observation.images.<name>
 ACTION_KEY = "action"
+ENVIRONMENT_STATE_KEY = "observation.environment_state"  # LeRobot's name for privileged simulator state
 
 # Columns every frame row has, with their LeRobot feature specs.
 INDEX_FEATURES = {

@@ -17,10 +17,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from vjepa_ac.data.lerobot_format import (ACTION_KEY, CODEBASE_VERSION, DATA_PATH, DEFAULT_CHUNK_SIZE,
-                                          EPISODES_PATH, INDEX_FEATURES, INFO_PATH, STATE_KEY, STATS_PATH, TASKS_PATH,
+                                          ENVIRONMENT_STATE_KEY, EPISODES_PATH, INDEX_FEATURES, INFO_PATH, STATE_KEY, STATS_PATH, TASKS_PATH,
                                           VIDEO_PATH, DatasetFormatError, chunk_and_file, check_vectors, load_meta)
 from vjepa_ac.data.video_io import PIX_FMT, VIDEO_CODEC_NAME, write_video
-from vjepa_ac.state_action import ACTION_NAMES, STATE_NAMES
+from vjepa_ac.state_action import ACTION_NAMES, ENVIRONMENT_STATE_NAMES, STATE_NAMES
 
 
 def video_feature(height: int, width: int, fps: int) -> dict:
@@ -36,9 +36,10 @@ def vector_feature(names: list[str]) -> dict:
 
 
 def robot_log_features(camera_key: str, resolution: int, fps: int) -> dict:
-    """The features of our robot logs: one square camera, the 7-D state and action (vjepa_ac.state_action)."""
+    """The features of our robot logs: one square camera, the 7-D state and action, and the PRIVILEGED
+    environment state that only privileged baselines read (vjepa_ac.state_action)."""
     return {camera_key: video_feature(resolution, resolution, fps), STATE_KEY: vector_feature(STATE_NAMES),
-            ACTION_KEY: vector_feature(ACTION_NAMES)}
+            ACTION_KEY: vector_feature(ACTION_NAMES), ENVIRONMENT_STATE_KEY: vector_feature(ENVIRONMENT_STATE_NAMES)}
 
 
 class LeRobotWriter:

@@ -29,7 +29,7 @@ from vjepa_ac.data.lerobot_format import (ACTION_KEY, STATE_KEY, DatasetFormatEr
 from vjepa_ac.data.transforms import normalize_frames
 from vjepa_ac.data.video import crop_resize
 from vjepa_ac.data.video_io import probe_video, read_video
-from vjepa_ac.state_action import ACTION_DIM, STATE_DIM
+from vjepa_ac.state_action import ACTION_DIM, ENVIRONMENT_STATE_NAMES, STATE_DIM
 
 SPLITS = ("train", "val", "all")
 
@@ -67,6 +67,7 @@ class RobotLogDataset(Dataset):
         split_seed: int = 0,
         state_dim: int = STATE_DIM,
         action_dim: int = ACTION_DIM,
+        environment_state_key: str | None = None,
         resolution: int | None = None,
         preload: bool = True,
         cache_mb: float = 4096,
@@ -81,10 +82,15 @@ class RobotLogDataset(Dataset):
         check_feature(meta, state_key, shape=[state_dim])
         check_feature(meta, action_key, shape=[action_dim])
         self.state_dim, self.action_dim = state_dim, action_dim
+        # PRIVILEGED simulator state, read only for privileged baselines (None: not read)
+        self.environment_state_key = environment_state_key
+        if environment_state_key is not None:
+            check_feature(meta, environment_state_key, shape=[len(ENVIRONMENT_STATE_NAMES)])
         self.episodes = split_episodes(meta, split, val_fraction, split_seed)
 
         self.states: dict[int, np.ndarray] = {}
         self.actions: dict[int, np.ndarray] = {}
+        self.environment_states: dict[int, np.ndarray] = {}
         self._load_vectors()
         self.video_files: dict[Path, list[tuple[int, int, int]]] = {}  # file -> (episode, first frame, length)
         self.location: dict[int, tuple[Path, int, int]] = {}  # episode -> (file, first frame, length)
@@ -107,7 +113,10 @@ class RobotLogDataset(Dataset):
         by_file = defaultdict(list)
         for e in self.episodes:
             by_file[self.meta.data_file(e)].append(e)
-        columns = ["episode_index", "frame_index", "timestamp", self.state_key, self.action_key]
+        vectors = [(self.state_key, self.state_dim, self.states), (self.action_key, self.action_dim, self.actions)]
+        if self.environment_state_key is not None:
+            vectors.append((self.environment_state_key, len(ENVIRONMENT_STATE_NAMES), self.environment_states))
+        columns = ["episode_index", "frame_index", "timestamp", *(key for key, _, _ in vectors)]
         for path, episodes in by_file.items():
             if not path.is_file():
                 raise FileNotFoundError(f"{path}: missing (data of episodes {episodes[:10]})")
@@ -124,8 +133,7 @@ class RobotLogDataset(Dataset):
                 order = np.argsort(rows["frame_index"].to_numpy(), kind="stable")
                 check_timestamps(rows["timestamp"].to_numpy()[order], rows["frame_index"].to_numpy()[order],
                                  self.meta.fps, str(path), e)
-                for key, dim, store in ((self.state_key, self.state_dim, self.states),
-                                        (self.action_key, self.action_dim, self.actions)):
+                for key, dim, store in vectors:
                     values = _vectors(rows[key], f"{path}: episode {e}, feature '{key}'")[order]
                     check_vectors(values, dim, str(path), e, key)
                     store[e] = values

@@ -23,7 +23,7 @@ from tqdm import tqdm
 
 import envs
 from envs.rollouts import Episode, record_episode
-from vjepa_ac.data.lerobot_format import ACTION_KEY, STATE_KEY
+from vjepa_ac.data.lerobot_format import ACTION_KEY, ENVIRONMENT_STATE_KEY, STATE_KEY
 from vjepa_ac.data.lerobot_writer import LeRobotWriter, robot_log_features
 from vjepa_ac.state_action import ACTION_DIM, GRIPPER_DIM, POSITION_DIMS, ROTATION_DIMS
 
@@ -184,7 +184,7 @@ def episode_job(job: EpisodeJob) -> tuple[Episode, dict]:
         noise = 0.0 if explore else float(rng.choice(job.noise_levels))
         policy = SmoothRandomPolicy(env.action_space, rng) if explore else _WORKER["make_expert"](env, noise, rng)
         env_seed = int(rng.integers(2**31))
-        episode = record_episode(env, policy, env_seed)
+        episode = record_episode(env, policy, env_seed, info_keys=("environment_state",))
         if np.isfinite(episode.states).all():
             return episode, {"success": episode.success, "success_any": episode.success_any,
                              "policy": "random" if explore else "expert", "noise": noise, "env_task": job.task,
@@ -261,7 +261,9 @@ def collect_robot_logs(cfg: DictConfig) -> CollectionStats:
     start, stats = time.perf_counter(), CollectionStats(len(jobs), 0, 0.0)
     for episode, meta in tqdm(parallel_map(episode_job, jobs, cfg.num_workers, _env_factory(cfg), envs.make_expert),
                               total=len(jobs), desc="episodes", unit="episode"):
-        writer.add_episode({cfg.camera_key: episode.frames}, {STATE_KEY: episode.states, ACTION_KEY: episode.actions},
+        vectors = {STATE_KEY: episode.states, ACTION_KEY: episode.actions,
+                   ENVIRONMENT_STATE_KEY: episode.info["environment_state"]}
+        writer.add_episode({cfg.camera_key: episode.frames}, vectors,
                            task=cfg.task_descriptions[meta["env_task"]], metadata=meta)
         stats.frames += len(episode.frames)
         stats.successes += meta["success"]

@@ -1,0 +1,221 @@
+"""The subgoal prior: keyframe targets from demonstrations, training over a fine-tuned world model, the
+checkpoint round trip, and the two-level planner that follows it (planners/hierarchical.py)."""
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+
+from planners import CEM
+from planners.factory import build_method, check_method, is_privileged
+from planners.hierarchical import HierarchicalPlanner
+from vjepa_ac import WorldModel
+from vjepa_ac.checkpoint import load_weights, split_prefix
+from vjepa_ac.finetune import finetune
+from vjepa_ac.state_action import STATE_HIGH, STATE_LOW
+from vjepa_ac.models.subgoal_prior import SubgoalPrior, SubgoalPriorConfig, gripper_commands, keyframe_delta
+from vjepa_ac.subgoal_prior_training import train_subgoal_prior
+
+ROOT = Path(__file__).resolve().parents[1]
+FIXTURE = ROOT / "tests" / "fixtures" / "lerobot_v30_tiny"
+ENCODER = {"patch_size": 8, "crop_size": 32, "frames_per_clip": 2, "tubelet_size": 2, "hidden_size": 48,
+           "num_attention_heads": 2, "num_hidden_layers": 1}
+LOW = np.array([-0.05] * 3 + [-0.25] * 3 + [-1.0], dtype=np.float32)
+HIGH = -LOW
+
+
+def test_keyframes_are_the_demonstrations_gripper_commands_then_the_goal():
+    states = torch.zeros(12, 7)
+    states[:, 0] = torch.arange(12) / 100  # x moves 1 cm a step
+    states[6:, 6] = torch.tensor([0.1, 0.2, 0.3, 0.4, 0.4, 0.4])  # closes from step 6 and settles at 0.4
+    actions = torch.zeros(12, 7)
+    actions[5:7, 6] = 1.0  # the close command starts at step 5 (held for two steps: one command)
+    assert gripper_commands(actions) == [5]
+    before = keyframe_delta(states, [5], t=1, goal=11)
+    assert torch.allclose(before, states[5] - states[1])  # to where the demonstration closed, still open
+    assert before[0] == pytest.approx(0.04) and before[6] == 0
+    closing = keyframe_delta(states, [5], t=5, goal=11)
+    assert torch.allclose(closing, states[9] - states[5])  # then the close done, 4 steps later
+    assert closing[6] == pytest.approx(0.4)
+    assert torch.allclose(keyframe_delta(states, [5], t=9, goal=11), states[11] - states[9])  # then the goal
+    assert torch.allclose(keyframe_delta(states, [5], t=1, goal=4), states[4] - states[1])  # a goal before it
+    assert torch.allclose(keyframe_delta(states, [5], t=4, goal=11, arrived=0.015), states[9] - states[4])  # arrived
+
+
+def test_prior_checks_its_inputs():
+    prior = SubgoalPrior(SubgoalPriorConfig(num_tokens=4, embed_dim=8, reads_state=True))
+    z, state = torch.zeros(2, 4, 8), torch.zeros(2, 7)
+    assert prior(z, state, z, (state, state)).shape == (2, 7)
+    with pytest.raises(ValueError, match="z_goal"):
+        prior(z, state, torch.zeros(2, 3, 8), (state, state))
+    with pytest.raises(ValueError, match="needs goal-state head readings"):
+        prior(z, state, z)
+
+
+def _compose(name: str, tmp_path: Path, overrides: dict):
+    with initialize_config_dir(str(ROOT / "configs"), version_base=None):
+        cfg = compose(name)
+    base = {"device": "cpu", "data": {"root": str(FIXTURE)},
+            "cache": {"dir": str(tmp_path / "cache"), "batch_size": 16}}
+    return OmegaConf.merge(cfg, base, overrides)
+
+
+@pytest.fixture(scope="module")
+def world_model_dir(tmp_path_factory) -> Path:
+    tmp_path = tmp_path_factory.mktemp("finetune")
+    cfg = _compose("finetune", tmp_path, {
+        "output_dir": str(tmp_path / "run"), "encoder": {"source": "random", "config": ENCODER},
+        "data": {"num_steps": 3}, "cache": {"enabled": True},
+        "world_model": {"pool": 2, "predictor": {"dim": 48, "depth": 2, "heads": 2}},
+        "train": {"steps": 2, "batch_size": 4, "val_every": 1000, "checkpoint_every": 1000},
+        "optim": {"warmup_steps": 1}})
+    return finetune(cfg)
+
+
+def _prior_cfg(tmp_path: Path, world_model_dir: Path, **overrides):
+    return _compose("train_subgoal_prior", tmp_path, OmegaConf.merge({
+        "world_model": str(world_model_dir), "output_dir": str(tmp_path / "prior"),
+        "data": {"policies": None, "successful_only": False}, "subgoal_prior": {"token_dim": 8, "width": 32, "reads_state": False},
+        "train": {"steps": 60, "batch_size": 16, "log_every": 20, "val_every": 30, "checkpoint_every": 1000,
+                  "val_batches": 2},
+        "optim": {"warmup_steps": 5, "lr": 3e-3}}, overrides))
+
+
+def test_prior_training_lowers_the_loss_and_the_checkpoint_is_the_same_world_model_plus_the_prior(
+        tmp_path, world_model_dir):
+    ckpt = train_subgoal_prior(_prior_cfg(tmp_path, world_model_dir))
+    source, trained = WorldModel.from_checkpoint(world_model_dir), WorldModel.from_checkpoint(ckpt)
+    assert source.subgoal_prior is None and isinstance(trained.subgoal_prior, SubgoalPrior)
+    for prefix in ("encoder", "predictor"):  # copied unchanged
+        a, b = split_prefix(load_weights(world_model_dir), prefix), split_prefix(load_weights(ckpt), prefix)
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+    from vjepa_ac import embedding_cache
+    from vjepa_ac.subgoal_prior_training import demonstrations
+    dataset, kept = demonstrations(_prior_cfg(tmp_path, world_model_dir), "train", trained.resolution)
+    cached = sorted((tmp_path / "cache").glob("*.safetensors"))
+    assert len(cached) == 2  # the training run's train and val episodes
+    episodes = embedding_cache.episode_latents(dataset, kept, trained.latents, tmp_path / "cache", 16, True, "cpu")
+    assert sorted((tmp_path / "cache").glob("*.safetensors")) == cached  # read back, not rebuilt
+    z, states, actions = episodes[0]
+    last = len(states) - 1
+    targets = torch.stack([keyframe_delta(states, gripper_commands(actions), t, last) for t in range(last)])
+    torch.manual_seed(1)
+    untrained = SubgoalPrior(trained.subgoal_prior.cfg)
+    untrained.set_stats(z.float(), states, targets)
+    goal = z[last:].float().expand(last, -1, -1)
+    with torch.no_grad():
+        trained_loss = trained.subgoal_prior.loss(z[:last].float(), states[:last], goal, None, targets)
+        assert trained_loss < 0.8 * untrained.loss(z[:last].float(), states[:last], goal, None, targets)
+    proposal = trained.propose_subgoal(z[:2].float(), states[:2], goal[:2])
+    with torch.no_grad():
+        expected = states[:2] + trained.subgoal_prior(z[:2].float(), states[:2], goal[:2])
+    assert torch.allclose(proposal, expected.clamp(torch.as_tensor(STATE_LOW), torch.as_tensor(STATE_HIGH)), atol=1e-5)
+    with pytest.raises(ValueError, match="no subgoal prior"):
+        source.propose_subgoal(z[:1].float(), states[:1], goal[:1])
+
+
+def test_prior_training_names_what_is_missing(tmp_path, world_model_dir):
+    with pytest.raises(ValueError, match="no goal-state head"):
+        train_subgoal_prior(_prior_cfg(tmp_path, world_model_dir, subgoal_prior={"reads_state": True}))
+    with pytest.raises(ValueError, match="no 'success' column"):
+        train_subgoal_prior(_prior_cfg(tmp_path, world_model_dir, data={"successful_only": True}))
+    with pytest.raises(ValueError, match="no 'policy' column"):
+        train_subgoal_prior(_prior_cfg(tmp_path, world_model_dir, data={"policies": ["expert"]}))
+
+
+class DetourWorld:
+    """Latents carry nothing the planner can use (every prediction equals the goal), so the low level
+    is steered by its state term alone; the prior proposes a fixed detour state."""
+
+    privileged, action_dim, resolution, views = False, 7, None, ("pixels",)
+    DETOUR = torch.tensor([[0.0, 0.3, 0.0, 0.0, 0.0, 0.0, 0.0]])
+
+    def rollout(self, z, state, actions):
+        return z.expand(actions.shape[0], -1, -1)[:, None].expand(-1, actions.shape[1], -1, -1).clone()
+
+    def propose_subgoal(self, z_now, state_now, z_goal):
+        return self.DETOUR.clone()
+
+
+def _low(**kwargs):
+    return CEM(LOW, HIGH, horizon=2, num_samples=64, num_elites=8, iterations=4, energy="sum", state_weight=1.0,
+               **kwargs)
+
+
+def test_without_a_search_the_low_level_goes_where_the_prior_proposes():
+    planner = HierarchicalPlanner(_low(), None, DetourWorld(), macro_steps=4, low_goal="goal")
+    planner.reset(0)
+    state, z = torch.zeros(1, 7), torch.zeros(1, 1, 2)
+    for _ in range(10):
+        action = planner.plan(DetourWorld(), z, state, z)[0]
+        state = state + action[None]
+        planner.shift(1)
+    assert torch.allclose(planner.low_level.goal_state, DetourWorld.DETOUR)
+    assert abs(float(state[0, 1]) - 0.3) < 0.03 and planner.high_plans == 3  # proposed every 4 control steps
+    assert np.isnan(planner.stats["high_energy"])
+    with pytest.raises(ValueError, match="low_goal must be 'goal'"):
+        HierarchicalPlanner(_low(), None, DetourWorld(), macro_steps=4, low_goal="subgoal")
+    with pytest.raises(ValueError, match="state_weight > 0"):
+        HierarchicalPlanner(CEM(LOW, HIGH, horizon=2), None, DetourWorld(), macro_steps=4, low_goal="goal")
+    with pytest.raises(ValueError, match="must propose subgoals"):
+        HierarchicalPlanner(_low(), None, object(), macro_steps=4, low_goal="goal")
+
+
+def test_a_method_with_a_null_high_level_planner_follows_its_checkpoints_prior(tmp_path, world_model_dir):
+    ckpt = str(train_subgoal_prior(_prior_cfg(tmp_path, world_model_dir, train={"steps": 2},
+                                              optim={"warmup_steps": 1})))
+    method = {"kind": "planner", "world_model": ckpt,
+              "planner": {"name": "cem", "num_samples": 8, "num_elites": 2, "iterations": 1, "state_weight": 1.0},
+              "high_level": {"world_model": ckpt, "macro_steps": 4, "planner": None, "low_goal": "goal"}}
+    check_method("learned_cem_prior", method)
+    assert not is_privileged(method)
+
+    class Space:
+        low, high = LOW, HIGH
+
+    class Env:
+        action_space = Space()
+
+    world_model, planner = build_method(method, Env(), make_expert=None)
+    assert isinstance(planner, HierarchicalPlanner) and planner.high_level is None
+    assert not world_model.privileged and not planner.high_model.privileged
+
+
+def test_the_privileged_prior_reads_the_logged_environment_state_and_drives_the_oracle_high_level(tmp_path):
+    envs = pytest.importorskip("envs")
+    from vjepa_ac.data import sim_collection
+    from planners.oracle import OracleSubgoalPrior
+
+    with initialize_config_dir(str(ROOT / "configs"), version_base=None):
+        collect = compose("collect_robot_logs", [f"output_dir={tmp_path / 'logs'}", "episodes_per_task=1",
+                                                 "random_fraction=0", "num_workers=0", "tasks=[grasp,pick_place]"])
+    sim_collection.collect_robot_logs(collect)
+    cfg = _compose("train_subgoal_prior", tmp_path, {
+        "output_dir": str(tmp_path / "prior"), "data": {"root": str(tmp_path / "logs"), "observation": "environment_state"},
+        "subgoal_prior": {"token_dim": 4, "width": 32, "reads_state": False},
+        "train": {"steps": 20, "batch_size": 16, "log_every": 10, "val_every": 1000, "checkpoint_every": 1000},
+        "optim": {"warmup_steps": 2}})
+    with pytest.raises(ValueError, match="reads_state=false"):
+        train_subgoal_prior(OmegaConf.merge(cfg, {"subgoal_prior": {"reads_state": True}}))
+    ckpt = train_subgoal_prior(cfg)
+    assert sorted(split_prefix(load_weights(ckpt), "encoder")) == []  # the prior alone, no world model
+
+    method = {"kind": "planner", "world_model": "oracle",
+              "planner": {"name": "cem", "num_samples": 8, "num_elites": 2, "iterations": 1, "state_weight": 1.0},
+              "high_level": {"world_model": "oracle", "macro_steps": 4, "planner": None, "low_goal": "goal",
+                             "prior": str(ckpt)}}
+    check_method("oracle_cem_prior", method)
+    assert is_privileged(method)
+    with pytest.raises(ValueError, match="needs `prior`"):
+        check_method("x", {**method, "high_level": {**method["high_level"], "prior": None}})
+    env = envs.make_env("pick_place")
+    world_model, planner = build_method(method, env, envs.make_expert)
+    assert isinstance(planner.high_model, OracleSubgoalPrior) and planner.high_model.privileged
+    obs, info = env.reset(seed=0)
+    z_now, z_goal = world_model.encode(obs["pixels"][None]), world_model.encode_goal(info["goal_pixels"][None])
+    proposal = planner.high_model.propose_subgoal(z_now, torch.as_tensor(obs["state"])[None], z_goal)
+    assert proposal.shape == (1, 7) and torch.isfinite(proposal).all()
+    env.close()

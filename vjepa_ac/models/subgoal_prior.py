@@ -1,0 +1,137 @@
+"""The subgoal prior: from the current frame, the robot's state and the single goal image, the state
+the robot should reach next (a learned, temporally abstract macro-action).
+
+Why: the latent L1 energy to one goal image ranks the greedy trap (the gripper moved straight to
+where the goal image shows it, the object untouched) closer than any state on the way to a pick and
+place (README, "Two-level planning"), so no search over that energy finds a detour through the
+object. The robot logs hold the detours: they show where a demonstration went next on its way to
+the frame it ended on. Trained on them with hindsight goals, the prior proposes the next *keyframe*:
+the state where the demonstration issued its next gripper command (arrived, gripper as it was, at
+the object it then closed on, or where it then released it), the state a few steps later (the
+command done, in place), or, after the last one, the goal frame's state. A keyframe is a
+macro-action of variable length (the summed action up to the next contact event), the phases of a
+manipulation rather than a fixed number of control steps.
+
+It reads the frozen encoder's latents like the goal-state head (each token projected to a few
+features, the grid flattened in place) for the current frame and the goal, plus the measured state
+and, when the world model has a goal-state head, that head's readings of both frames: the goal
+state it reads and the difference from the present (the planner's `relative` goal state).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from omegaconf import OmegaConf
+from torch import nn
+
+from vjepa_ac.models.ac_predictor import scale_or_one
+from vjepa_ac.state_action import GRIPPER_DIM, POSITION_DIMS, STATE_HIGH, STATE_LOW
+
+
+@dataclass
+class SubgoalPriorConfig:
+    num_tokens: int          # latent tokens per frame
+    embed_dim: int           # latent feature size
+    state_dim: int = 7
+    token_dim: int = 32      # features kept per token (current frame and goal: separate projections)
+    width: int = 512         # hidden width of the MLP
+    reads_state: bool = True  # also input the goal-state head's readings of both frames
+
+
+class SubgoalPrior(nn.Module):
+    """`(z_now [B, N, D], state_now [B, S], z_goal [B, N, D], readings)` -> the next keyframe's state
+    relative to `state_now`, `[B, S]`, in the state's units (normalised inside). `readings` is
+    `(head(z_now), head(z_goal))`, each `[B, S]`, when `reads_state`, else None."""
+
+    def __init__(self, cfg: SubgoalPriorConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.project_now = nn.Linear(cfg.embed_dim, cfg.token_dim)
+        self.project_goal = nn.Linear(cfg.embed_dim, cfg.token_dim)
+        inputs = 2 * cfg.num_tokens * cfg.token_dim + cfg.state_dim * (3 if cfg.reads_state else 1)
+        self.mlp = nn.Sequential(nn.Linear(inputs, cfg.width), nn.GELU(), nn.Linear(cfg.width, cfg.width), nn.GELU(),
+                                 nn.Linear(cfg.width, cfg.state_dim))
+        for name, size in (("token_mean", cfg.embed_dim), ("state_mean", cfg.state_dim), ("delta_mean", cfg.state_dim)):
+            self.register_buffer(name, torch.zeros(size))
+        for name, size in (("token_std", cfg.embed_dim), ("state_std", cfg.state_dim), ("delta_std", cfg.state_dim)):
+            self.register_buffer(name, torch.ones(size))
+
+    def set_stats(self, tokens: torch.Tensor, states: torch.Tensor, deltas: torch.Tensor, min_std: float = 1e-3) -> None:
+        """Input and target normalisation from training latents `[..., D]` (per feature: an environment
+        state's centimetres matter beside its metres), states and keyframe deltas `[..., S]`."""
+        for values, mean, std in ((tokens, self.token_mean, self.token_std), (states, self.state_mean, self.state_std),
+                                  (deltas, self.delta_mean, self.delta_std)):
+            v = values.reshape(-1, values.shape[-1]).float()
+            mean.copy_(v.mean(0))
+            std.copy_(scale_or_one(v.std(0), min_std))
+
+    def normalized(self, z_now, state_now, z_goal, readings=None) -> torch.Tensor:
+        """The keyframe delta in training units, `[B, S]`."""
+        n, d = self.cfg.num_tokens, self.cfg.embed_dim
+        for name, z in (("z_now", z_now), ("z_goal", z_goal)):
+            if z.ndim != 3 or z.shape[1:] != (n, d):
+                raise ValueError(f"the subgoal prior reads {name} [B, {n}, {d}], got {tuple(z.shape)}")
+        if (readings is not None) != self.cfg.reads_state:
+            raise ValueError(f"this subgoal prior {'needs' if self.cfg.reads_state else 'takes no'} goal-state "
+                             "head readings")
+        z_now, z_goal = ((z - self.token_mean) / self.token_std for z in (z_now, z_goal))
+        parts = [self.project_now(z_now).flatten(1), self.project_goal(z_goal).flatten(1),
+                 (state_now - self.state_mean) / self.state_std]
+        if readings is not None:
+            read_now, read_goal = readings
+            parts += [(read_goal - read_now) / self.state_std, (read_goal - self.state_mean) / self.state_std]
+        return self.mlp(torch.cat(parts, -1))
+
+    def forward(self, z_now, state_now, z_goal, readings=None) -> torch.Tensor:
+        return self.normalized(z_now, state_now, z_goal, readings) * self.delta_std + self.delta_mean
+
+    @torch.no_grad()
+    def propose(self, z_now, state_now, z_goal, readings=None) -> torch.Tensor:
+        """The next keyframe's state itself, `state_now + forward(...)`, clamped to the state bounds."""
+        state = state_now + self(z_now, state_now, z_goal, readings)
+        return state.clamp(torch.as_tensor(STATE_LOW, device=state.device), torch.as_tensor(STATE_HIGH, device=state.device))
+
+    def loss(self, z_now, state_now, z_goal, readings, deltas) -> torch.Tensor:
+        """L1 in normalised units between the predicted and the demonstrated keyframe deltas `[B, S]`."""
+        target = (deltas - self.delta_mean) / self.delta_std
+        return (self.normalized(z_now, state_now, z_goal, readings) - target).abs().mean()
+
+
+def load_subgoal_prior(path: str | Path) -> SubgoalPrior:
+    """A prior saved on its own (`subgoal_prior.*` weights, sizes in the config's `subgoal_prior`), as
+    the privileged one over the simulator's environment state is (it has no encoder to go with)."""
+    from vjepa_ac.checkpoint import load_config, load_state_into, load_weights, split_prefix
+
+    cfg = load_config(path)
+    if cfg.get("subgoal_prior") is None:
+        raise ValueError(f"{Path(path) / 'config.yaml'} has no 'subgoal_prior' section: not a subgoal prior checkpoint")
+    prior = SubgoalPrior(SubgoalPriorConfig(**OmegaConf.to_container(cfg.subgoal_prior, resolve=True)))
+    load_state_into(prior, split_prefix(load_weights(path), "subgoal_prior"), source=f"{path} (subgoal_prior.*)")
+    return prior.eval().requires_grad_(False)
+
+
+def gripper_commands(actions: torch.Tensor, threshold: float = 0.3) -> list[int]:
+    """Steps of an episode's actions `[T, A]` where a gripper command starts: |gripper action| above
+    `threshold` after a step below it (a demonstration closing on or releasing the object)."""
+    g = actions[:, GRIPPER_DIM].abs() > threshold
+    return [t for t in range(1, len(g)) if g[t] and not g[t - 1]]
+
+
+def keyframe_delta(states: torch.Tensor, commands: list[int], t: int, goal: int, settle: int = 4,
+                   arrived: float = 0.01) -> torch.Tensor:
+    """The demonstrated next keyframe of frame `t` toward frame `goal` (> t), relative to `states[t]`.
+    Keyframes are the frames of the gripper `commands`, each also `settle` steps later (the fingers
+    closed on the object or opened), and the goal: the first one after `t` that frame `t` has not
+    already arrived at (end effector within `arrived` m, gripper within 0.1). Two keyframes per
+    command, "arrive with the gripper as it is" then "close (or open) and go on", as the subgoal
+    images show a grasp; arrival by place rather than by time, because a frame one step before the
+    command looks like the command's own frame, and a prior that saw both told apart only by time
+    would hover there and never close. `states` is the episode's `[T, S]`."""
+    def at(k: int) -> bool:
+        return bool((states[k, list(POSITION_DIMS)] - states[t, list(POSITION_DIMS)]).norm() < arrived
+                    and (states[k, GRIPPER_DIM] - states[t, GRIPPER_DIM]).abs() < 0.1)
+
+    keyframes = sorted({k for c in commands for k in (c, c + settle) if k < goal} | {goal})
+    return states[next((k for k in keyframes if t < k and not at(k)), goal)] - states[t]

@@ -1,0 +1,219 @@
+"""Training the subgoal prior (`vjepa_ac.models.subgoal_prior`) on robot logs, over a fine-tuned world model.
+
+Like the goal-state head, the prior reads the frozen encoder's latents, so it trains after
+fine-tuning and leaves the encoder, predictor and head untouched: the run loads a world-model
+checkpoint, encodes every frame of the logs once (an episode cache beside fine-tuning's window
+cache), and fits the prior to hindsight samples: for every frame `t` of a demonstration, the goal is
+the episode's last frame (what a user's goal image shows) and, `future_goals` times, a later frame
+drawn at random (more goals, the same lesson); the target is the demonstrated next keyframe toward
+that goal (`keyframe_delta`). It writes `<output_dir>/checkpoint`: the same world model plus
+`subgoal_prior.*` and a `world_model.subgoal_prior` config section, so `WorldModel.from_checkpoint`
+reads it as one world model. Validation prints the held-out keyframe error in centimetres and the
+gripper closure error.
+
+With `data.observation: environment_state` the prior reads the logs' PRIVILEGED simulator state
+(`observation.environment_state`: end effector, object, gripper closure) instead of frames, as one
+token: the privileged oracle's prior, which proves the formulation before pixels are asked to. It
+needs no world model and is written on its own (`subgoal_prior.*`, `load_subgoal_prior`).
+"""
+from __future__ import annotations
+
+import logging
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+from torch.utils.data import Dataset
+
+from vjepa_ac import embedding_cache
+from vjepa_ac.checkpoint import load_config
+from vjepa_ac.data.lerobot_format import ENVIRONMENT_STATE_KEY
+from vjepa_ac.data.robot_logs import RobotLogDataset
+from vjepa_ac.finetune import check_data_root
+from vjepa_ac.models.subgoal_prior import SubgoalPrior, SubgoalPriorConfig, gripper_commands, keyframe_delta
+from vjepa_ac.state_action import ENVIRONMENT_STATE_NAMES, GRIPPER_DIM, POSITION_DIMS
+from vjepa_ac.train_loop import Objective, StepOutput, train
+from vjepa_ac.training import DistInfo, adamw_param_groups, all_reduce_mean
+from vjepa_ac.world_model import WorldModel, build_subgoal_prior
+
+log = logging.getLogger(__name__)
+
+
+OBSERVATIONS = ("frames", "environment_state")  # what the prior reads (data.observation)
+
+
+def demonstrations(cfg: DictConfig, split: str, resolution: int | None) -> tuple[RobotLogDataset, list[int]]:
+    """The robot logs' `split` and its episodes whose `policy` metadata is one of `cfg.data.policies`
+    (e.g. `[expert]`: a prior learns where demonstrations go, not where random motion went; null: all)
+    and, with `cfg.data.successful_only`, whose `success` metadata is true (a failed demonstration's
+    retries, closing and opening again above a missed object, are not keyframes to copy)."""
+    data = cfg.data
+    privileged = data.observation == "environment_state"
+    dataset = RobotLogDataset(data.root, camera_key=data.camera_key, state_key=data.state_key,
+                              action_key=data.action_key, num_steps=2, split=split, resolution=resolution,
+                              environment_state_key=ENVIRONMENT_STATE_KEY if privileged else None,
+                              preload=not privileged)
+    episodes, meta = dataset.episodes, dataset.meta.episodes
+    for column, wanted, off in (("policy", set(data.policies or []), "data.policies=null"),
+                                ("success", {True} if data.successful_only else set(), "data.successful_only=false")):
+        if not wanted:
+            continue
+        if column not in meta.columns:
+            raise ValueError(f"{data.root}: the episode metadata has no '{column}' column (set {off} to use every "
+                             "episode)")
+        episodes = [e for e in episodes if meta.loc[e, column] in wanted]
+    if not episodes:
+        raise ValueError(f"{data.root}: no {split} episode has policy in {list(data.policies or [])}"
+                         f"{' and success' if data.successful_only else ''}")
+    return dataset, episodes
+
+
+def environment_state_episodes(dataset: RobotLogDataset, episodes: list[int]) -> list[embedding_cache.EpisodeLatents]:
+    """PRIVILEGED: each episode's logged environment state as its latents, one token per frame `[T, 1, F]`."""
+    return [embedding_cache.EpisodeLatents(torch.as_tensor(dataset.environment_states[e]).float()[:, None],
+                                           torch.as_tensor(dataset.states[e]).float(),
+                                           torch.as_tensor(dataset.actions[e]).float()) for e in episodes]
+
+
+class KeyframeSamples(Dataset):
+    """Hindsight samples over encoded episodes: item i is `(z_now [N, D], state_now [S], z_goal [N, D],
+    read_now [S], read_goal [S], delta [S])` (readings: the goal-state head's, zeros without one).
+
+    The frames where a gripper command was issued count `command_weight` times: a demonstration
+    spends one frame there, arrived at the object with the gripper open, and it is where the prior
+    must switch from "go there" to "close" (without the weight it proposes a blend: half-way up,
+    still open, and the robot hovers over the object)."""
+
+    def __init__(self, episodes: list[embedding_cache.EpisodeLatents], readings: list[torch.Tensor],
+                 future_goals: int, seed: int, command_weight: int = 1):
+        generator = torch.Generator().manual_seed(seed)
+        self.episodes, self.readings = episodes, readings
+        self.samples: list[tuple[int, int, int]] = []  # (episode, frame, goal frame)
+        deltas = []
+        for e, episode in enumerate(episodes):
+            last = len(episode.states) - 1
+            commands = gripper_commands(episode.actions)
+            for t in range(last):
+                goals = [last] + torch.randint(t + 1, last + 1, (future_goals,), generator=generator).tolist()
+                for goal in goals * (command_weight if t in commands else 1):
+                    self.samples.append((e, t, goal))
+                    deltas.append(keyframe_delta(episode.states, commands, t, goal))
+        if not self.samples:
+            raise ValueError("no episode has two frames: nothing to train the subgoal prior on")
+        self.deltas = torch.stack(deltas)
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, i: int):
+        e, t, goal = self.samples[i]
+        episode, read = self.episodes[e], self.readings[e]
+        return (episode.z[t].float(), episode.states[t], episode.z[goal].float(), read[t], read[goal],
+                self.deltas[i])
+
+
+class PriorLoss(torch.nn.Module):
+    """The prior's loss on a batch (one module, for DDP)."""
+
+    def __init__(self, prior: SubgoalPrior):
+        super().__init__()
+        self.prior = prior
+
+    def forward(self, z_now, state_now, z_goal, read_now, read_goal, deltas) -> torch.Tensor:
+        readings = (read_now, read_goal) if self.prior.cfg.reads_state else None
+        return self.prior.loss(z_now, state_now, z_goal, readings, deltas)
+
+
+class SubgoalPriorTraining(Objective):
+    """The subgoal prior on the frozen latents of the world model at `cfg.world_model`."""
+
+    name, unit = "subgoal_prior", "samples"
+
+    def __init__(self, cfg: DictConfig, dist_info: DistInfo):
+        check_data_root(cfg)
+        if cfg.data.observation not in OBSERVATIONS:
+            raise ValueError(f"data.observation must be one of {OBSERVATIONS}, got {cfg.data.observation!r}")
+        self.cfg, self.dist_info = cfg, dist_info
+        if cfg.data.observation == "environment_state":
+            self._privileged_prior(cfg)
+        else:
+            self._prior_over(cfg, WorldModel.from_checkpoint(cfg.world_model, dist_info.device))
+        episodes = self.dataset.episodes
+        self.prior.set_stats(torch.cat([ep.z[::4].float() for ep in episodes]), torch.cat([ep.states for ep in episodes]),
+                             self.dataset.deltas)
+        self.optimizer = torch.optim.AdamW(adamw_param_groups(self.prior, cfg.optim.weight_decay),
+                                           lr=cfg.optim.lr, betas=tuple(cfg.optim.betas))
+        self.model = PriorLoss(self.prior)
+        log.info("subgoal prior on %s: %d train samples (%d episodes), %d val samples (%d episodes)",
+                 cfg.data.observation, len(self.dataset), len(self.dataset.episodes), len(self.val_data),
+                 len(self.val_data.episodes))
+
+    def _prior_over(self, cfg: DictConfig, wm: WorldModel) -> None:
+        """The prior on the frozen latents of `wm` (and its goal-state head's readings)."""
+        self.saved_config = load_config(cfg.world_model).copy()
+        self.saved_config.world_model.subgoal_prior = OmegaConf.to_container(cfg.subgoal_prior, resolve=True)
+        self.saved_config.subgoal_prior_run = OmegaConf.to_container(cfg, resolve=True)
+        self.prior = build_subgoal_prior(self.saved_config.world_model, wm.latents, wm.predictor).to(self.dist_info.device)
+        if self.prior.cfg.reads_state and wm.state_head is None:
+            raise ValueError(f"{cfg.world_model} has no goal-state head; train one first "
+                             "(scripts/train_state_head.py) or set subgoal_prior.reads_state=false")
+        splits = {}
+        for split in ("train", "val"):
+            dataset, kept = demonstrations(cfg, split, wm.resolution)
+            episodes = embedding_cache.episode_latents(dataset, kept, wm.latents, cfg.cache.dir, cfg.cache.batch_size * 4,
+                                                       self.dist_info.is_main, self.dist_info.device)
+            readings = [wm.decode_state(ep.z.float()).cpu() if wm.state_head is not None
+                        else torch.zeros_like(ep.states) for ep in episodes]
+            splits[split] = KeyframeSamples(episodes, readings, cfg.hindsight.future_goals, cfg.seed,
+                                             cfg.hindsight.command_weight)
+        self.dataset, self.val_data = splits["train"], splits["val"]
+        self.modules = {"encoder": wm.latents.encoder, "predictor": wm.predictor, "subgoal_prior": self.prior}
+        if wm.state_head is not None:
+            self.modules["state_head"] = wm.state_head
+
+    def _privileged_prior(self, cfg: DictConfig) -> None:
+        """PRIVILEGED: the prior on the logs' environment state, saved on its own."""
+        if cfg.subgoal_prior.reads_state:
+            raise ValueError("data.observation=environment_state has no goal-state head to read: "
+                             "set subgoal_prior.reads_state=false")
+        sizes = {"num_tokens": 1, "embed_dim": len(ENVIRONMENT_STATE_NAMES),
+                 **OmegaConf.to_container(cfg.subgoal_prior, resolve=True)}
+        self.saved_config = OmegaConf.create({"subgoal_prior": sizes,
+                                              "subgoal_prior_run": OmegaConf.to_container(cfg, resolve=True)})
+        self.prior = SubgoalPrior(SubgoalPriorConfig(**sizes)).to(self.dist_info.device)
+        splits = {}
+        for split in ("train", "val"):
+            episodes = environment_state_episodes(*demonstrations(cfg, split, None))
+            splits[split] = KeyframeSamples(episodes, [torch.zeros_like(ep.states) for ep in episodes],
+                                            cfg.hindsight.future_goals, cfg.seed, cfg.hindsight.command_weight)
+        self.dataset, self.val_data = splits["train"], splits["val"]
+        self.modules = {"subgoal_prior": self.prior}
+
+    def loss(self, model: torch.nn.Module, batch, epoch: int, index: int) -> StepOutput:
+        return StepOutput(model(*(t.to(self.dist_info.device).float() for t in batch)))
+
+    def evaluate(self) -> dict[str, float]:
+        errors = held_out_errors(self.prior, self.val_data, self.dist_info.device, self.cfg.train.batch_size,
+                                 self.cfg.train.val_batches)
+        return {k: all_reduce_mean(torch.tensor(v)).item() for k, v in errors.items()}
+
+
+@torch.no_grad()
+def held_out_errors(prior: SubgoalPrior, data: KeyframeSamples, device: torch.device, batch_size: int,
+                    max_batches: int) -> dict[str, float]:
+    """Median keyframe position error (cm) and mean closure error over `max_batches` batches of a seeded
+    shuffle of `data`."""
+    prior.eval()
+    order = torch.randperm(len(data), generator=torch.Generator().manual_seed(0))[:batch_size * max_batches]
+    batch = [torch.stack(column).to(device).float() for column in zip(*(data[int(i)] for i in order))]
+    z_now, state_now, z_goal, read_now, read_goal, deltas = batch
+    readings = (read_now, read_goal) if prior.cfg.reads_state else None
+    error = prior(z_now, state_now, z_goal, readings) - deltas
+    prior.train()
+    position = list(POSITION_DIMS)
+    return {"val/keyframe_cm_median": (error[:, position].norm(dim=-1) * 100).median().item(),
+            "val/keyframe_gripper_mae": error[:, GRIPPER_DIM].abs().mean().item()}
+
+
+def train_subgoal_prior(cfg: DictConfig):
+    """Train the prior as configured (configs/train_subgoal_prior.yaml); returns the checkpoint directory."""
+    return train(cfg, lambda dist_info: SubgoalPriorTraining(cfg, dist_info))
