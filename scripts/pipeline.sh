@@ -49,6 +49,12 @@ stage finetune_high python scripts/finetune.py --config-name finetune_high encod
   data.root="$RUN/robot_logs" output_dir="$RUN/finetune_high" cache.dir="$RUN/embedding_cache" resume=true
 stage state_head_high python scripts/train_state_head.py world_model="$RUN/finetune_high/checkpoint" \
   data.root="$RUN/head_logs" output_dir="$RUN/state_head_high" cache.dir="$RUN/embedding_cache" resume=true
+# two-level planning from one goal image: the subgoal prior over the head's world model, and the privileged
+# one over the logs' environment state (README, "A learned subgoal prior")
+stage subgoal_prior python scripts/train_subgoal_prior.py world_model="$RUN/state_head/checkpoint" \
+  data.root="$RUN/head_logs" output_dir="$RUN/subgoal_prior" cache.dir="$RUN/embedding_cache" resume=true
+stage subgoal_prior_oracle python scripts/train_subgoal_prior.py data.root="$RUN/head_logs" \
+  data.observation=environment_state subgoal_prior.reads_state=false output_dir="$RUN/subgoal_prior_oracle" resume=true
 stage eval_dynamics python scripts/eval_dynamics.py checkpoint="$RUN/finetune/checkpoint" data.root="$RUN/robot_logs" \
   output_dir="$RUN/eval_dynamics"
 # The single-goal-image oracle (model-independent, ~1.2 s/action, 0 % on Grasp and PickPlace) is left to
@@ -58,6 +64,9 @@ stage benchmark python scripts/benchmark.py methods.learned_cem.world_model="$RU
   methods.learned_cem_hierarchical.world_model="$RUN/state_head/checkpoint" \
   methods.learned_cem_hierarchical.high_level.world_model="$RUN/state_head_high/checkpoint" \
   methods.learned_cem_subgoals.world_model.wrist_pixels.checkpoint="$RUN/wrist_state_head/checkpoint" \
-  'run_methods=[random,expert,oracle_cem_subgoals,learned_cem,learned_cem_subgoals,learned_cem_hierarchical]'
+  methods.learned_cem_prior.world_model="$RUN/subgoal_prior/checkpoint" \
+  methods.learned_cem_prior.high_level.world_model="$RUN/subgoal_prior/checkpoint" \
+  methods.oracle_cem_prior.high_level.prior="$RUN/subgoal_prior_oracle/checkpoint" \
+  'run_methods=[random,expert,oracle_cem_subgoals,oracle_cem_prior,learned_cem,learned_cem_subgoals,learned_cem_hierarchical,learned_cem_prior]'
 echo "pipeline finished $(date -u +%FT%TZ)" >> "$TIMES"
 cat "$TIMES"

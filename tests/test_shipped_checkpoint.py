@@ -25,3 +25,18 @@ def test_shipped_checkpoint_loads_and_plans_one_step():
     assert ((actions >= low) & (actions <= high)).all() and (actions[:, 3:6] == 0).all()
     assert np.isfinite(planner.stats["energy"])
     env.step(actions[0].numpy())
+
+
+def test_shipped_subgoal_priors_propose_a_state_from_the_goal_image():
+    from vjepa_ac.models.subgoal_prior import load_subgoal_prior
+
+    wm = WorldModel.from_checkpoint(CHECKPOINT)
+    env = envs.make_env("grasp", resolution=wm.resolution)
+    obs, info = env.reset(seed=0)
+    state = torch.as_tensor(obs["state"])[None]
+    proposal = wm.propose_subgoal(wm.encode(obs["pixels"][None]), state, wm.encode(info["goal_pixels"][None]))
+    assert proposal.shape == (1, 7) and torch.isfinite(proposal).all()
+    u = env.unwrapped   # PRIVILEGED: the oracle's prior reads the environment state
+    oracle = load_subgoal_prior(CHECKPOINT.parent / "subgoal_prior_oracle")
+    features = [torch.as_tensor(f, dtype=torch.float32)[None, None] for f in (u.privileged_features(), u.goal_features)]
+    assert oracle.propose(features[0], state.float(), features[1]).shape == (1, 7)

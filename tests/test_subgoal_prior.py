@@ -42,6 +42,7 @@ def test_keyframes_are_the_demonstrations_gripper_commands_then_the_goal():
     assert torch.allclose(keyframe_delta(states, [5], t=9, goal=11), states[11] - states[9])  # then the goal
     assert torch.allclose(keyframe_delta(states, [5], t=1, goal=4), states[4] - states[1])  # a goal before it
     assert torch.allclose(keyframe_delta(states, [5], t=4, goal=11, arrived=0.015), states[9] - states[4])  # arrived
+    assert torch.allclose(keyframe_delta(states, [5], t=1, goal=11, approach=2), states[3] - states[1])  # from above
 
 
 def test_prior_checks_its_inputs():
@@ -219,3 +220,19 @@ def test_the_privileged_prior_reads_the_logged_environment_state_and_drives_the_
     proposal = planner.high_model.propose_subgoal(z_now, torch.as_tensor(obs["state"])[None], z_goal)
     assert proposal.shape == (1, 7) and torch.isfinite(proposal).all()
     env.close()
+
+
+def test_a_low_level_with_latent_weight_zero_predicts_nothing_and_steers_by_the_state_alone():
+    class NoRollout(DetourWorld):
+        def rollout(self, z, state, actions):
+            raise AssertionError("latent_weight 0 must not roll the world model out")
+
+    planner = HierarchicalPlanner(_low(latent_weight=0.0), None, NoRollout(), macro_steps=4, low_goal="goal")
+    planner.reset(0)
+    state, z = torch.zeros(1, 7), torch.zeros(1, 1, 2)
+    for _ in range(8):
+        state = state + planner.plan(NoRollout(), z, state, z)[0][None]
+        planner.shift(1)
+    assert abs(float(state[0, 1]) - 0.3) < 0.03
+    with pytest.raises(ValueError, match="latent_weight"):
+        _low(latent_weight=-1.0)

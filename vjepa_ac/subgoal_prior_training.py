@@ -84,7 +84,7 @@ class KeyframeSamples(Dataset):
     still open, and the robot hovers over the object)."""
 
     def __init__(self, episodes: list[embedding_cache.EpisodeLatents], readings: list[torch.Tensor],
-                 future_goals: int, seed: int, command_weight: int = 1):
+                 future_goals: int, seed: int, command_weight: int = 1, approach: int = 0):
         generator = torch.Generator().manual_seed(seed)
         self.episodes, self.readings = episodes, readings
         self.samples: list[tuple[int, int, int]] = []  # (episode, frame, goal frame)
@@ -96,7 +96,7 @@ class KeyframeSamples(Dataset):
                 goals = [last] + torch.randint(t + 1, last + 1, (future_goals,), generator=generator).tolist()
                 for goal in goals * (command_weight if t in commands else 1):
                     self.samples.append((e, t, goal))
-                    deltas.append(keyframe_delta(episode.states, commands, t, goal))
+                    deltas.append(keyframe_delta(episode.states, commands, t, goal, approach=approach))
         if not self.samples:
             raise ValueError("no episode has two frames: nothing to train the subgoal prior on")
         self.deltas = torch.stack(deltas)
@@ -164,7 +164,7 @@ class SubgoalPriorTraining(Objective):
             readings = [wm.decode_state(ep.z.float()).cpu() if wm.state_head is not None
                         else torch.zeros_like(ep.states) for ep in episodes]
             splits[split] = KeyframeSamples(episodes, readings, cfg.hindsight.future_goals, cfg.seed,
-                                             cfg.hindsight.command_weight)
+                                             cfg.hindsight.command_weight, cfg.hindsight.approach_steps)
         self.dataset, self.val_data = splits["train"], splits["val"]
         self.modules = {"encoder": wm.latents.encoder, "predictor": wm.predictor, "subgoal_prior": self.prior}
         if wm.state_head is not None:
@@ -184,7 +184,8 @@ class SubgoalPriorTraining(Objective):
         for split in ("train", "val"):
             episodes = environment_state_episodes(*demonstrations(cfg, split, None))
             splits[split] = KeyframeSamples(episodes, [torch.zeros_like(ep.states) for ep in episodes],
-                                            cfg.hindsight.future_goals, cfg.seed, cfg.hindsight.command_weight)
+                                            cfg.hindsight.future_goals, cfg.seed, cfg.hindsight.command_weight,
+                                            cfg.hindsight.approach_steps)
         self.dataset, self.val_data = splits["train"], splits["val"]
         self.modules = {"subgoal_prior": self.prior}
 

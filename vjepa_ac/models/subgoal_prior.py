@@ -120,10 +120,12 @@ def gripper_commands(actions: torch.Tensor, threshold: float = 0.3) -> list[int]
 
 
 def keyframe_delta(states: torch.Tensor, commands: list[int], t: int, goal: int, settle: int = 4,
-                   arrived: float = 0.01) -> torch.Tensor:
+                   arrived: float = 0.01, approach: int = 0) -> torch.Tensor:
     """The demonstrated next keyframe of frame `t` toward frame `goal` (> t), relative to `states[t]`.
     Keyframes are the frames of the gripper `commands`, each also `settle` steps later (the fingers
-    closed on the object or opened), and the goal: the first one after `t` that frame `t` has not
+    closed on the object or opened) and, with `approach` > 0, that many steps before (where the
+    demonstration came from: above the object, so a straight line to the next keyframe descends onto
+    it rather than sweeping into it from the side), and the goal: the first one after `t` that frame `t` has not
     already arrived at (end effector within `arrived` m, gripper within 0.1). Two keyframes per
     command, "arrive with the gripper as it is" then "close (or open) and go on", as the subgoal
     images show a grasp; arrival by place rather than by time, because a frame one step before the
@@ -133,5 +135,6 @@ def keyframe_delta(states: torch.Tensor, commands: list[int], t: int, goal: int,
         return bool((states[k, list(POSITION_DIMS)] - states[t, list(POSITION_DIMS)]).norm() < arrived
                     and (states[k, GRIPPER_DIM] - states[t, GRIPPER_DIM]).abs() < 0.1)
 
-    keyframes = sorted({k for c in commands for k in (c, c + settle) if k < goal} | {goal})
+    offsets = (-approach, 0, settle) if approach > 0 else (0, settle)
+    keyframes = sorted({c + d for c in commands for d in offsets if 0 <= c + d < goal} | {goal})
     return states[next((k for k in keyframes if t < k and not at(k)), goal)] - states[t]
