@@ -157,7 +157,7 @@ def load_high_level_model(high_level: Mapping, env=None, device: str = "cpu") ->
     model = load_world_model(high_level["world_model"], env, device)
     if high_level["world_model"] == ORACLE:
         if follows_prior(high_level):
-            return OracleSubgoalPrior(model, load_oracle_prior(high_level))
+            return OracleSubgoalPrior(load_oracle_prior(high_level), model.action_dim)
         return MacroActions(model, k)
     if follows_prior(high_level):  # proposes states, never rolled out over macro-actions
         return model

@@ -25,9 +25,8 @@ class OracleSubgoalPrior(WorldModelDefaults):
 
     privileged = True
 
-    def __init__(self, oracle: "PrivilegedOracleWorldModel", prior: torch.nn.Module):
-        self.oracle, self.prior = oracle, prior
-        self.action_dim = oracle.action_dim
+    def __init__(self, prior: torch.nn.Module, action_dim: int):
+        self.prior, self.action_dim = prior, action_dim
 
     def propose_subgoal(self, z_now: torch.Tensor, state_now: torch.Tensor, z_goal: torch.Tensor) -> torch.Tensor:
         return self.prior.propose(z_now.float(), state_now.float(), z_goal.float())

@@ -142,7 +142,8 @@ class EpisodeLatents(NamedTuple):
 def episode_latents(dataset: RobotLogDataset, episodes: list[int], latents: nn.Module, cache_dir: str | Path,
                     batch_size: int, rank_is_main: bool, device: torch.device | str) -> list[EpisodeLatents]:
     """`episodes` of `dataset`, encoded frame by frame, from the cache in `cache_dir` (built on rank 0
-    if missing; the key covers the encoder, the pooling, the data files and the episodes)."""
+    if missing; the key covers the encoder, the pooling, the data files and the episodes); their
+    states and actions are the dataset's own."""
     from vjepa_ac.training import main_first
 
     settings = {"kind": "episodes", "pool": latents.pool, "crop_size": latents.crop_size, "episodes": episodes,
@@ -157,9 +158,7 @@ def episode_latents(dataset: RobotLogDataset, episodes: list[int], latents: nn.M
         if not build:
             raise FileNotFoundError(f"episode cache {path} missing (it should have been built by rank 0)")
         encoded = encode_episode_frames(dataset, episodes, latents, batch_size, device)
-        tensors = {"z": torch.cat(encoded).contiguous(), "lengths": torch.tensor([len(z) for z in encoded]),
-                   "states": torch.cat([torch.as_tensor(dataset.states[e]) for e in episodes]).float(),
-                   "actions": torch.cat([torch.as_tensor(dataset.actions[e]) for e in episodes]).float()}
+        tensors = {"z": torch.cat(encoded).contiguous(), "lengths": torch.tensor([len(z) for z in encoded])}
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + f".tmp{os.getpid()}")
         save_file(tensors, str(tmp), metadata={"key": key})
@@ -167,8 +166,8 @@ def episode_latents(dataset: RobotLogDataset, episodes: list[int], latents: nn.M
         return tensors
 
     t = main_first(build, rank_is_main)
-    lengths = t["lengths"].tolist()
-    return [EpisodeLatents(*parts) for parts in zip(*(t[k].split(lengths) for k in ("z", "states", "actions")))]
+    return [EpisodeLatents(z, torch.as_tensor(dataset.states[e]).float(), torch.as_tensor(dataset.actions[e]).float())
+            for e, z in zip(episodes, t["z"].split(t["lengths"].tolist()))]
 
 
 @torch.no_grad()

@@ -21,7 +21,7 @@ from vjepa_ac.models.state_head import StateHead
 from vjepa_ac.state_action import GRIPPER_DIM, POSITION_DIMS, STATE_NAMES
 from vjepa_ac.train_loop import Objective, StepOutput, train
 from vjepa_ac.training import DistInfo, adamw_param_groups, all_reduce_mean
-from vjepa_ac.world_model import WorldModel, build_state_head
+from vjepa_ac.world_model import WorldModel, build_head
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +60,7 @@ class StateHeadTraining(Objective):
         self.saved_config = source.copy()
         self.saved_config.world_model.state_head = OmegaConf.to_container(cfg.state_head, resolve=True)
         self.saved_config.state_head_run = OmegaConf.to_container(cfg, resolve=True)
-        self.head = build_state_head(self.saved_config.world_model, self.latents, wm.predictor).to(device)
+        self.head = build_head(self.saved_config.world_model, "state_head", self.latents, wm.predictor).to(device)
         self.head.set_state_stats(state_action_sample(self.dataset)[0])
         self.optimizer = torch.optim.AdamW(adamw_param_groups(self.head, cfg.optim.weight_decay),
                                            lr=cfg.optim.lr, betas=tuple(cfg.optim.betas))

@@ -33,7 +33,7 @@ from vjepa_ac.models.subgoal_prior import SubgoalPrior, SubgoalPriorConfig, grip
 from vjepa_ac.state_action import ENVIRONMENT_STATE_NAMES, GRIPPER_DIM, POSITION_DIMS
 from vjepa_ac.train_loop import Objective, StepOutput, train
 from vjepa_ac.training import DistInfo, adamw_param_groups, all_reduce_mean
-from vjepa_ac.world_model import WorldModel, build_subgoal_prior
+from vjepa_ac.world_model import WorldModel, build_head
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +51,7 @@ def demonstrations(cfg: DictConfig, split: str, resolution: int | None) -> tuple
     dataset = RobotLogDataset(data.root, camera_key=data.camera_key, state_key=data.state_key,
                               action_key=data.action_key, num_steps=2, split=split, resolution=resolution,
                               environment_state_key=ENVIRONMENT_STATE_KEY if privileged else None,
-                              preload=not privileged)
+                              preload=False)  # frames decoded only if the episode cache misses
     episodes, meta = dataset.episodes, dataset.meta.episodes
     for column, wanted, off in (("policy", set(data.policies or []), "data.policies=null"),
                                 ("success", {True} if data.successful_only else set(), "data.successful_only=false")):
@@ -111,6 +111,14 @@ class KeyframeSamples(Dataset):
                 self.deltas[i])
 
 
+def hindsight_samples(cfg: DictConfig, episodes: list[embedding_cache.EpisodeLatents], read=None) -> KeyframeSamples:
+    """`cfg.hindsight`'s samples over `episodes`, with `read(z)` (the goal-state head) giving each
+    frame's readings (zeros without it)."""
+    readings = [read(ep.z.float()).cpu() if read is not None else torch.zeros_like(ep.states) for ep in episodes]
+    h = cfg.hindsight
+    return KeyframeSamples(episodes, readings, h.future_goals, cfg.seed, h.command_weight, h.approach_steps)
+
+
 class PriorLoss(torch.nn.Module):
     """The prior's loss on a batch (one module, for DDP)."""
 
@@ -152,20 +160,18 @@ class SubgoalPriorTraining(Objective):
         self.saved_config = load_config(cfg.world_model).copy()
         self.saved_config.world_model.subgoal_prior = OmegaConf.to_container(cfg.subgoal_prior, resolve=True)
         self.saved_config.subgoal_prior_run = OmegaConf.to_container(cfg, resolve=True)
-        self.prior = build_subgoal_prior(self.saved_config.world_model, wm.latents, wm.predictor).to(self.dist_info.device)
+        self.prior = build_head(self.saved_config.world_model, "subgoal_prior", wm.latents, wm.predictor).to(
+            self.dist_info.device)
         if self.prior.cfg.reads_state and wm.state_head is None:
             raise ValueError(f"{cfg.world_model} has no goal-state head; train one first "
                              "(scripts/train_state_head.py) or set subgoal_prior.reads_state=false")
-        splits = {}
-        for split in ("train", "val"):
-            dataset, kept = demonstrations(cfg, split, wm.resolution)
-            episodes = embedding_cache.episode_latents(dataset, kept, wm.latents, cfg.cache.dir, cfg.cache.batch_size * 4,
-                                                       self.dist_info.is_main, self.dist_info.device)
-            readings = [wm.decode_state(ep.z.float()).cpu() if wm.state_head is not None
-                        else torch.zeros_like(ep.states) for ep in episodes]
-            splits[split] = KeyframeSamples(episodes, readings, cfg.hindsight.future_goals, cfg.seed,
-                                             cfg.hindsight.command_weight, cfg.hindsight.approach_steps)
-        self.dataset, self.val_data = splits["train"], splits["val"]
+        def encoded(split: str) -> list[embedding_cache.EpisodeLatents]:
+            return embedding_cache.episode_latents(*demonstrations(cfg, split, wm.resolution), wm.latents, cfg.cache.dir,
+                                                   cfg.cache.batch_size * 4, self.dist_info.is_main,
+                                                   self.dist_info.device)
+
+        read = wm.decode_state if self.prior.cfg.reads_state else None
+        self.dataset, self.val_data = (hindsight_samples(cfg, encoded(split), read) for split in ("train", "val"))
         self.modules = {"encoder": wm.latents.encoder, "predictor": wm.predictor, "subgoal_prior": self.prior}
         if wm.state_head is not None:
             self.modules["state_head"] = wm.state_head
@@ -180,13 +186,8 @@ class SubgoalPriorTraining(Objective):
         self.saved_config = OmegaConf.create({"subgoal_prior": sizes,
                                               "subgoal_prior_run": OmegaConf.to_container(cfg, resolve=True)})
         self.prior = SubgoalPrior(SubgoalPriorConfig(**sizes)).to(self.dist_info.device)
-        splits = {}
-        for split in ("train", "val"):
-            episodes = environment_state_episodes(*demonstrations(cfg, split, None))
-            splits[split] = KeyframeSamples(episodes, [torch.zeros_like(ep.states) for ep in episodes],
-                                            cfg.hindsight.future_goals, cfg.seed, cfg.hindsight.command_weight,
-                                            cfg.hindsight.approach_steps)
-        self.dataset, self.val_data = splits["train"], splits["val"]
+        self.dataset, self.val_data = (hindsight_samples(cfg, environment_state_episodes(*demonstrations(cfg, split, None)))
+                                       for split in ("train", "val"))
         self.modules = {"subgoal_prior": self.prior}
 
     def loss(self, model: torch.nn.Module, batch, epoch: int, index: int) -> StepOutput:

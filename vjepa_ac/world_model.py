@@ -91,24 +91,19 @@ def build_modules(spec: DictConfig | dict) -> tuple[FrameLatents, ACPredictor]:
     return latents, predictor
 
 
-def build_state_head(spec: DictConfig, latents: FrameLatents, predictor: ACPredictor) -> StateHead | None:
-    """A randomly initialised goal-state head when the `world_model` spec has a `state_head` section."""
-    if spec.get("state_head") is None:
-        return None
-    grid = latents.grid
-    return StateHead(StateHeadConfig(num_tokens=grid[0] * grid[1], embed_dim=predictor.cfg.embed_dim,
-                                     state_dim=predictor.cfg.state_dim,
-                                     **OmegaConf.to_container(spec.state_head, resolve=True)))
+# Heads on the frozen latents a checkpoint may hold: weight prefix and `world_model` config section -> module, config
+HEADS = {"state_head": (StateHead, StateHeadConfig), "subgoal_prior": (SubgoalPrior, SubgoalPriorConfig)}
 
 
-def build_subgoal_prior(spec: DictConfig, latents: FrameLatents, predictor: ACPredictor) -> SubgoalPrior | None:
-    """A randomly initialised subgoal prior when the `world_model` spec has a `subgoal_prior` section."""
-    if spec.get("subgoal_prior") is None:
+def build_head(spec: DictConfig, name: str, latents: FrameLatents, predictor: ACPredictor) -> nn.Module | None:
+    """A randomly initialised head `name` (a key of HEADS) sized for these latents, when the
+    `world_model` spec has a section of that name (its own sizes); None without one."""
+    if spec.get(name) is None:
         return None
+    module, config = HEADS[name]
     grid = latents.grid
-    return SubgoalPrior(SubgoalPriorConfig(num_tokens=grid[0] * grid[1], embed_dim=predictor.cfg.embed_dim,
-                                           state_dim=predictor.cfg.state_dim,
-                                           **OmegaConf.to_container(spec.subgoal_prior, resolve=True)))
+    return module(config(num_tokens=grid[0] * grid[1], embed_dim=predictor.cfg.embed_dim,
+                         state_dim=predictor.cfg.state_dim, **OmegaConf.to_container(spec[name], resolve=True)))
 
 
 def config_frame_stride(cfg: DictConfig) -> int:
@@ -178,8 +173,7 @@ class WorldModel(nn.Module):
         if "world_model" not in cfg:
             raise ValueError(f"{Path(path) / 'config.yaml'} has no 'world_model' section: not a fine-tuning checkpoint")
         latents, predictor = build_modules(cfg.world_model)
-        heads = {"state_head": build_state_head(cfg.world_model, latents, predictor),
-                 "subgoal_prior": build_subgoal_prior(cfg.world_model, latents, predictor)}
+        heads = {name: build_head(cfg.world_model, name, latents, predictor) for name in HEADS}
         weights = load_weights(path)
         load_state_into(latents.encoder, split_prefix(weights, "encoder"), source=f"{path} (encoder.*)")
         load_state_into(predictor, split_prefix(weights, "predictor"), source=f"{path} (predictor.*)")

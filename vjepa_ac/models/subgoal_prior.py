@@ -26,6 +26,7 @@ import torch
 from omegaconf import OmegaConf
 from torch import nn
 
+from vjepa_ac.checkpoint import load_config, load_state_into, load_weights, split_prefix
 from vjepa_ac.models.ac_predictor import scale_or_one
 from vjepa_ac.state_action import GRIPPER_DIM, POSITION_DIMS, STATE_HIGH, STATE_LOW
 
@@ -102,8 +103,6 @@ class SubgoalPrior(nn.Module):
 def load_subgoal_prior(path: str | Path) -> SubgoalPrior:
     """A prior saved on its own (`subgoal_prior.*` weights, sizes in the config's `subgoal_prior`), as
     the privileged one over the simulator's environment state is (it has no encoder to go with)."""
-    from vjepa_ac.checkpoint import load_config, load_state_into, load_weights, split_prefix
-
     cfg = load_config(path)
     if cfg.get("subgoal_prior") is None:
         raise ValueError(f"{Path(path) / 'config.yaml'} has no 'subgoal_prior' section: not a subgoal prior checkpoint")
