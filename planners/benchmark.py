@@ -141,10 +141,17 @@ def run_jobs(cfg: dict, out: Path, make_env: Callable, make_expert: Callable) ->
 def subgoal_quality(subgoals: list[dict]) -> dict:
     """How close the low level of a two-level planner came to the subgoals its high level set: the
     closest energy to each as a fraction of its energy when set (0 = reached exactly, 1 = no closer),
-    median over subgoals, and the share that came below 0.2 of it (the default `reached_fraction`)."""
-    ratios = np.array([g["closest_energy"] / g["start_energy"] for g in subgoals])
-    return {"count": len(ratios), "closest_fraction_median": float(np.median(ratios)),
-            "share_below_0.2": float(np.mean(ratios <= 0.2))}
+    median over subgoals, and the share that came below 0.2 of it (the default `reached_fraction`).
+    A subgoal prior's subgoals are states: the same from the end effector's distance to each (cm),
+    with the median closest distance and the share within 1 cm (where a keyframe counts as arrived)."""
+    unit = "cm" if "closest_cm" in subgoals[0] else "energy"
+    ratios = np.array([g[f"closest_{unit}"] / g[f"start_{unit}"] for g in subgoals])
+    quality = {"count": len(ratios), "closest_fraction_median": float(np.median(ratios)),
+               "share_below_0.2": float(np.mean(ratios <= 0.2))}
+    if unit == "cm":
+        closest = np.array([g["closest_cm"] for g in subgoals])
+        quality |= {"closest_cm_median": float(np.median(closest)), "share_within_1cm": float(np.mean(closest <= 1))}
+    return quality
 
 
 def summarize_cell(episodes: list[dict], distance_key: str) -> dict:
@@ -158,7 +165,8 @@ def summarize_cell(episodes: list[dict], distance_key: str) -> dict:
     distances = [e["final_distances"][distance_key] for e in episodes if distance_key in e["final_distances"]]
     split = {k: float(np.mean([e["time_per_action"][k] for e in episodes])) if n else None
              for k in ("encode_s", "rollout_s", "overhead_s")}
-    subgoals = [g for e in episodes for g in e.get("planner_log", {}).get("subgoals", []) if g["start_energy"] > 0]
+    subgoals = [g for e in episodes for g in e.get("planner_log", {}).get("subgoals", [])
+                if g.get("start_energy", g.get("start_cm")) > 0]
     return {
         "episodes": n,
         "subgoals": subgoal_quality(subgoals) if subgoals else None,

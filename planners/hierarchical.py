@@ -90,7 +90,8 @@ class HierarchicalPlanner(Planner):
     episode), `high_energy` (the best high-level candidate's predicted energy to the goal) and
     `subgoal_energy` (the current frame's energy to the subgoal, before this plan). `episode_log()`
     lists every subgoal set: the control steps spent on it and the frame's energy to it when it was
-    set and at its closest (how well the low level reaches what the high level proposes).
+    set and at its closest (how well the low level reaches what the high level proposes); a prior's
+    subgoal, a state, by the end effector's distance to it in cm instead.
     """
 
     def __init__(self, low: Planner, high: Planner | None, high_model: WorldModel, macro_steps: int,
@@ -119,7 +120,7 @@ class HierarchicalPlanner(Planner):
         self._reset_episode()
 
     def _reset_episode(self) -> None:
-        self.subgoals: list[dict] = []  # one per high-level plan: steps, start_energy, closest_energy
+        self.subgoals: list[dict] = []  # one per high-level plan: steps, start_/closest_energy (or _cm)
         self.subgoal: torch.Tensor | None = None
         self.macro_path: torch.Tensor | None = None  # the high-level plan as control steps [H * k, A]
 
@@ -158,8 +159,8 @@ class HierarchicalPlanner(Planner):
         if self.high_level is None:
             self.low_level.fix_goal_state(self.high_model.propose_subgoal(z_now, state_now, z_goal).cpu())
             self.subgoal, self.macro_path = z_goal, None
-            energy = goal_energy(z_now, z_goal)
-            self.subgoals.append({"steps": 0, "start_energy": energy, "closest_energy": energy})
+            distance = self._cm_to_proposal(state_now)
+            self.subgoals.append({"steps": 0, "start_cm": distance, "closest_cm": distance})
             return
         if self.subgoal is not None:
             self.high_level.shift(1)  # one macro-action's worth of control steps was spent on the last subgoal
@@ -179,14 +180,21 @@ class HierarchicalPlanner(Planner):
         ahead = self.macro_path[self.steps_on_subgoal:self.steps_on_subgoal + low.horizon]
         return torch.cat([ahead, low.rest.expand(low.horizon - len(ahead), -1)]).clamp(low.low, low.high)
 
+    def _cm_to_proposal(self, state_now: torch.Tensor) -> float:
+        """The end effector's distance to the prior's proposed state, in cm."""
+        offset = state_now.reshape(-1).cpu()[list(POSITION_DIMS)] - self.low_level.fixed_goal_state[0, list(POSITION_DIMS)]
+        return float(offset.norm()) * 100
+
     def _optimize(self, world_model: WorldModel, z_now, state_now, z_goal) -> torch.Tensor:
-        subgoal_energy = float("inf")
-        if self.subgoal is not None:
+        subgoal_energy = float("nan") if self.high_level is None else float("inf")
+        if self.subgoal is not None and self.high_level is None:
+            self.subgoals[-1]["closest_cm"] = min(self.subgoals[-1]["closest_cm"], self._cm_to_proposal(state_now))
+        elif self.subgoal is not None:
             subgoal_energy = goal_energy(z_now, self.subgoal)
             self.subgoals[-1]["closest_energy"] = min(self.subgoals[-1]["closest_energy"], subgoal_energy)
         if self._needs_high_plan(subgoal_energy):
             self._plan_subgoal(z_now, state_now, z_goal)
-            subgoal_energy = self.subgoals[-1]["start_energy"]
+            subgoal_energy = self.subgoals[-1].get("start_energy", float("nan"))  # nan: a prior's state subgoal
         if self.macro_path is not None:
             self.low_level.previous = self._path_ahead()
         latent_goal = self.subgoal if self.low_goal == "subgoal" else z_goal

@@ -54,7 +54,8 @@ stage state_head_high python scripts/train_state_head.py world_model="$RUN/finet
 stage subgoal_prior python scripts/train_subgoal_prior.py world_model="$RUN/state_head/checkpoint" \
   data.root="$RUN/head_logs" output_dir="$RUN/subgoal_prior" cache.dir="$RUN/embedding_cache" resume=true
 stage subgoal_prior_oracle python scripts/train_subgoal_prior.py data.root="$RUN/head_logs" \
-  data.observation=environment_state subgoal_prior.reads_state=false output_dir="$RUN/subgoal_prior_oracle" resume=true
+  data.observation=environment_state subgoal_prior.reads_state=false train.steps=20000 \
+  output_dir="$RUN/subgoal_prior_oracle" resume=true
 stage eval_dynamics python scripts/eval_dynamics.py checkpoint="$RUN/finetune/checkpoint" data.root="$RUN/robot_logs" \
   output_dir="$RUN/eval_dynamics"
 # The single-goal-image oracle (model-independent, ~1.2 s/action, 0 % on Grasp and PickPlace) is left to

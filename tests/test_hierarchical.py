@@ -190,6 +190,11 @@ def test_benchmark_cells_report_subgoal_quality():
     quality = summarize_cell([episode], "d")["subgoals"]
     assert quality == {"count": 3, "closest_fraction_median": 0.5, "share_below_0.2": pytest.approx(1 / 3)}
     assert summarize_cell([{**episode, "planner_log": {}}], "d")["subgoals"] is None
+    prior_log = {"subgoals": [{"steps": 1, "start_cm": 10.0, "closest_cm": 5.0},
+                              {"steps": 1, "start_cm": 2.0, "closest_cm": 0.2}]}
+    quality = summarize_cell([{**episode, "planner_log": prior_log}], "d")["subgoals"]
+    assert quality == {"count": 2, "closest_fraction_median": pytest.approx(0.3), "share_below_0.2": 0.5,
+                       "closest_cm_median": pytest.approx(2.6), "share_within_1cm": 0.5}
 
 
 def test_low_level_aims_at_the_subgoal_or_at_the_goal_image_as_configured():

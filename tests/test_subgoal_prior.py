@@ -15,7 +15,8 @@ from vjepa_ac import WorldModel
 from vjepa_ac.checkpoint import load_weights, split_prefix
 from vjepa_ac.finetune import finetune
 from vjepa_ac.state_action import STATE_HIGH, STATE_LOW
-from vjepa_ac.models.subgoal_prior import SubgoalPrior, SubgoalPriorConfig, gripper_commands, keyframe_delta
+from vjepa_ac.models.subgoal_prior import (SubgoalPrior, SubgoalPriorConfig, gripper_commands, keyframe_delta,
+                                           keyframe_kind_names, keyframe_kinds)
 from vjepa_ac.subgoal_prior_training import train_subgoal_prior
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -32,17 +33,31 @@ def test_keyframes_are_the_demonstrations_gripper_commands_then_the_goal():
     states[6:, 6] = torch.tensor([0.1, 0.2, 0.3, 0.4, 0.4, 0.4])  # closes from step 6 and settles at 0.4
     actions = torch.zeros(12, 7)
     actions[5:7, 6] = 1.0  # the close command starts at step 5 (held for two steps: one command)
-    assert gripper_commands(actions) == [5]
-    before = keyframe_delta(states, [5], t=1, goal=11)
-    assert torch.allclose(before, states[5] - states[1])  # to where the demonstration closed, still open
+    commands = gripper_commands(actions)
+    assert commands == [(5, True)]
+    goal_kind = keyframe_kinds(approach=0) - 1
+    assert keyframe_kind_names(approach=0) == ["close", "close_settle", "open", "open_settle", "goal"]
+    assert keyframe_kind_names(approach=2)[:3] == ["close_approach", "close", "close_settle"]
+    before, kind = keyframe_delta(states, commands, t=1, goal=11)
+    assert torch.allclose(before, states[5] - states[1]) and kind == 0  # to where the demonstration closed, still open
     assert before[0] == pytest.approx(0.04) and before[6] == 0
-    closing = keyframe_delta(states, [5], t=5, goal=11)
-    assert torch.allclose(closing, states[9] - states[5])  # then the close done, 4 steps later
+    closing, kind = keyframe_delta(states, commands, t=5, goal=11)
+    assert torch.allclose(closing, states[9] - states[5]) and kind == 1  # then the close done, 4 steps later
     assert closing[6] == pytest.approx(0.4)
-    assert torch.allclose(keyframe_delta(states, [5], t=9, goal=11), states[11] - states[9])  # then the goal
-    assert torch.allclose(keyframe_delta(states, [5], t=1, goal=4), states[4] - states[1])  # a goal before it
-    assert torch.allclose(keyframe_delta(states, [5], t=4, goal=11, arrived=0.015), states[9] - states[4])  # arrived
-    assert torch.allclose(keyframe_delta(states, [5], t=1, goal=11, approach=2), states[3] - states[1])  # from above
+    assert _goes_to(states, commands, 9, 11, keyframe=11, kind=goal_kind)  # then the goal
+    assert _goes_to(states, commands, 1, 4, keyframe=4, kind=goal_kind)  # a goal before it
+    assert _goes_to(states, commands, 4, 11, keyframe=9, kind=1, arrived=0.015)  # arrived
+    assert _goes_to(states, commands, 1, 11, keyframe=3, kind=0, approach=2)  # from above
+    assert _goes_to(states, commands, 3, 11, keyframe=5, kind=1, approach=2)
+    actions[10, 6] = -1.0  # an open command at step 10: its keyframes are the open kinds
+    assert gripper_commands(actions) == [(5, True), (10, False)]
+    assert _goes_to(states, gripper_commands(actions), 9, 11, keyframe=10, kind=2, arrived=0.005)
+
+
+def _goes_to(states, commands, t, goal, keyframe: int, kind: int, **kwargs) -> bool:
+    """Whether frame `t`'s next keyframe toward `goal` is frame `keyframe`, of `kind`."""
+    delta, got = keyframe_delta(states, commands, t, goal, **kwargs)
+    return torch.allclose(delta, states[keyframe] - states[t]) and got == kind
 
 
 def test_prior_checks_its_inputs():
@@ -78,7 +93,7 @@ def world_model_dir(tmp_path_factory) -> Path:
 def _prior_cfg(tmp_path: Path, world_model_dir: Path, **overrides):
     return _compose("train_subgoal_prior", tmp_path, OmegaConf.merge({
         "world_model": str(world_model_dir), "output_dir": str(tmp_path / "prior"),
-        "data": {"policies": None, "successful_only": False}, "subgoal_prior": {"token_dim": 8, "width": 32, "reads_state": False},
+        "data": {"policies": None, "successful_only": False, "max_noise": None}, "subgoal_prior": {"token_dim": 8, "width": 32, "reads_state": False},
         "train": {"steps": 60, "batch_size": 16, "log_every": 20, "val_every": 30, "checkpoint_every": 1000,
                   "val_batches": 2},
         "optim": {"warmup_steps": 5, "lr": 3e-3}}, overrides))
@@ -102,14 +117,18 @@ def test_prior_training_lowers_the_loss_and_the_checkpoint_is_the_same_world_mod
     assert sorted((tmp_path / "cache").glob("*.safetensors")) == cached  # read back, not rebuilt
     z, states, actions = episodes[0]
     last = len(states) - 1
-    targets = torch.stack([keyframe_delta(states, gripper_commands(actions), t, last) for t in range(last)])
+    approach = _prior_cfg(tmp_path, world_model_dir).hindsight.approach_steps
+    assert trained.subgoal_prior.cfg.kinds == keyframe_kinds(approach)
+    targets, kinds = zip(*(keyframe_delta(states, gripper_commands(actions), t, last, approach=approach)
+                           for t in range(last)))
+    targets, kinds = torch.stack(targets), torch.tensor(kinds)
     torch.manual_seed(1)
     untrained = SubgoalPrior(trained.subgoal_prior.cfg)
     untrained.set_stats(z.float(), states, targets)
     goal = z[last:].float().expand(last, -1, -1)
     with torch.no_grad():
-        trained_loss = trained.subgoal_prior.loss(z[:last].float(), states[:last], goal, None, targets)
-        assert trained_loss < 0.8 * untrained.loss(z[:last].float(), states[:last], goal, None, targets)
+        trained_loss = trained.subgoal_prior.loss(z[:last].float(), states[:last], goal, None, targets, kinds)
+        assert trained_loss < 0.8 * untrained.loss(z[:last].float(), states[:last], goal, None, targets, kinds)
     proposal = trained.propose_subgoal(z[:2].float(), states[:2], goal[:2])
     with torch.no_grad():
         expected = states[:2] + trained.subgoal_prior(z[:2].float(), states[:2], goal[:2])
@@ -125,6 +144,8 @@ def test_prior_training_names_what_is_missing(tmp_path, world_model_dir):
         train_subgoal_prior(_prior_cfg(tmp_path, world_model_dir, data={"successful_only": True}))
     with pytest.raises(ValueError, match="no 'policy' column"):
         train_subgoal_prior(_prior_cfg(tmp_path, world_model_dir, data={"policies": ["expert"]}))
+    with pytest.raises(ValueError, match="no 'noise' column"):
+        train_subgoal_prior(_prior_cfg(tmp_path, world_model_dir, data={"max_noise": 0.1}))
 
 
 class DetourWorld:
@@ -157,6 +178,9 @@ def test_without_a_search_the_low_level_goes_where_the_prior_proposes():
     assert torch.allclose(planner.low_level.goal_state, DetourWorld.DETOUR)
     assert abs(float(state[0, 1]) - 0.3) < 0.03 and planner.high_plans == 3  # proposed every 4 control steps
     assert np.isnan(planner.stats["high_energy"])
+    log = planner.episode_log()["subgoals"]  # how near the end effector came to each proposal, in cm
+    assert log[0]["start_cm"] == pytest.approx(30) and log[-1]["closest_cm"] < 3
+    assert all(0 <= entry["closest_cm"] <= entry["start_cm"] for entry in log)
     with pytest.raises(ValueError, match="low_goal must be 'goal'"):
         HierarchicalPlanner(_low(), None, DetourWorld(), macro_steps=4, low_goal="subgoal")
     with pytest.raises(ValueError, match="state_weight > 0"):
@@ -192,7 +216,8 @@ def test_the_privileged_prior_reads_the_logged_environment_state_and_drives_the_
 
     with initialize_config_dir(str(ROOT / "configs"), version_base=None):
         collect = compose("collect_robot_logs", [f"output_dir={tmp_path / 'logs'}", "episodes_per_task=1",
-                                                 "random_fraction=0", "num_workers=0", "tasks=[grasp,pick_place]"])
+                                                 "random_fraction=0", "num_workers=0", "tasks=[grasp,pick_place]",
+                                                 "noise_levels=[0.0]"])
     sim_collection.collect_robot_logs(collect)
     cfg = _compose("train_subgoal_prior", tmp_path, {
         "output_dir": str(tmp_path / "prior"), "data": {"root": str(tmp_path / "logs"), "observation": "environment_state"},

@@ -29,7 +29,8 @@ from vjepa_ac.checkpoint import load_config
 from vjepa_ac.data.lerobot_format import ENVIRONMENT_STATE_KEY
 from vjepa_ac.data.robot_logs import RobotLogDataset
 from vjepa_ac.finetune import check_data_root
-from vjepa_ac.models.subgoal_prior import SubgoalPrior, SubgoalPriorConfig, gripper_commands, keyframe_delta
+from vjepa_ac.models.subgoal_prior import (SubgoalPrior, SubgoalPriorConfig, gripper_commands, keyframe_delta,
+                                           keyframe_kind_names, keyframe_kinds)
 from vjepa_ac.state_action import ENVIRONMENT_STATE_NAMES, GRIPPER_DIM, POSITION_DIMS
 from vjepa_ac.train_loop import Objective, StepOutput, train
 from vjepa_ac.training import DistInfo, adamw_param_groups, all_reduce_mean
@@ -43,9 +44,11 @@ OBSERVATIONS = ("frames", "environment_state")  # what the prior reads (data.obs
 
 def demonstrations(cfg: DictConfig, split: str, resolution: int | None) -> tuple[RobotLogDataset, list[int]]:
     """The robot logs' `split` and its episodes whose `policy` metadata is one of `cfg.data.policies`
-    (e.g. `[expert]`: a prior learns where demonstrations go, not where random motion went; null: all)
-    and, with `cfg.data.successful_only`, whose `success` metadata is true (a failed demonstration's
-    retries, closing and opening again above a missed object, are not keyframes to copy)."""
+    (e.g. `[expert]`: a prior learns where demonstrations go, not where random motion went; null: all),
+    with `cfg.data.successful_only`, whose `success` metadata is true (a failed demonstration's
+    retries, closing and opening again above a missed object, are not keyframes to copy) and, with
+    `cfg.data.max_noise`, whose action `noise` metadata is at most that (under heavy noise the
+    demonstration closes wherever its jitter first lands it within reach, a keyframe no input tells)."""
     data = cfg.data
     privileged = data.observation == "environment_state"
     dataset = RobotLogDataset(data.root, camera_key=data.camera_key, state_key=data.state_key,
@@ -53,17 +56,21 @@ def demonstrations(cfg: DictConfig, split: str, resolution: int | None) -> tuple
                               environment_state_key=ENVIRONMENT_STATE_KEY if privileged else None,
                               preload=False)  # frames decoded only if the episode cache misses
     episodes, meta = dataset.episodes, dataset.meta.episodes
-    for column, wanted, off in (("policy", set(data.policies or []), "data.policies=null"),
-                                ("success", {True} if data.successful_only else set(), "data.successful_only=false")):
+    policies, max_noise = set(data.policies or []), data.max_noise
+    filters = (("policy", bool(policies), lambda v: v in policies, "data.policies=null"),
+               ("success", data.successful_only, lambda v: bool(v), "data.successful_only=false"),
+               ("noise", max_noise is not None, lambda v: v <= max_noise, "data.max_noise=null"))
+    for column, wanted, keep, off in filters:
         if not wanted:
             continue
         if column not in meta.columns:
             raise ValueError(f"{data.root}: the episode metadata has no '{column}' column (set {off} to use every "
                              "episode)")
-        episodes = [e for e in episodes if meta.loc[e, column] in wanted]
+        episodes = [e for e in episodes if keep(meta.loc[e, column])]
     if not episodes:
-        raise ValueError(f"{data.root}: no {split} episode has policy in {list(data.policies or [])}"
-                         f"{' and success' if data.successful_only else ''}")
+        raise ValueError(f"{data.root}: no {split} episode has policy in {list(policies)}"
+                         f"{' and success' if data.successful_only else ''}"
+                         f"{f' and noise <= {max_noise}' if max_noise is not None else ''}")
     return dataset, episodes
 
 
@@ -76,7 +83,7 @@ def environment_state_episodes(dataset: RobotLogDataset, episodes: list[int]) ->
 
 class KeyframeSamples(Dataset):
     """Hindsight samples over encoded episodes: item i is `(z_now [N, D], state_now [S], z_goal [N, D],
-    read_now [S], read_goal [S], delta [S])` (readings: the goal-state head's, zeros without one).
+    read_now [S], read_goal [S], delta [S], kind [])` (readings: the goal-state head's, zeros without one).
 
     The frames where a gripper command was issued count `command_weight` times: a demonstration
     spends one frame there, arrived at the object with the gripper open, and it is where the prior
@@ -88,18 +95,21 @@ class KeyframeSamples(Dataset):
         generator = torch.Generator().manual_seed(seed)
         self.episodes, self.readings = episodes, readings
         self.samples: list[tuple[int, int, int]] = []  # (episode, frame, goal frame)
-        deltas = []
+        deltas, kinds = [], []
         for e, episode in enumerate(episodes):
             last = len(episode.states) - 1
             commands = gripper_commands(episode.actions)
+            command_steps = {c for c, _ in commands}
             for t in range(last):
                 goals = [last] + torch.randint(t + 1, last + 1, (future_goals,), generator=generator).tolist()
-                for goal in goals * (command_weight if t in commands else 1):
+                for goal in goals * (command_weight if t in command_steps else 1):
                     self.samples.append((e, t, goal))
-                    deltas.append(keyframe_delta(episode.states, commands, t, goal, approach=approach))
+                    delta, kind = keyframe_delta(episode.states, commands, t, goal, approach=approach)
+                    deltas.append(delta)
+                    kinds.append(kind)
         if not self.samples:
             raise ValueError("no episode has two frames: nothing to train the subgoal prior on")
-        self.deltas = torch.stack(deltas)
+        self.deltas, self.kinds = torch.stack(deltas), torch.tensor(kinds)
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -108,7 +118,7 @@ class KeyframeSamples(Dataset):
         e, t, goal = self.samples[i]
         episode, read = self.episodes[e], self.readings[e]
         return (episode.z[t].float(), episode.states[t], episode.z[goal].float(), read[t], read[goal],
-                self.deltas[i])
+                self.deltas[i], self.kinds[i])
 
 
 def hindsight_samples(cfg: DictConfig, episodes: list[embedding_cache.EpisodeLatents], read=None) -> KeyframeSamples:
@@ -126,9 +136,9 @@ class PriorLoss(torch.nn.Module):
         super().__init__()
         self.prior = prior
 
-    def forward(self, z_now, state_now, z_goal, read_now, read_goal, deltas) -> torch.Tensor:
+    def forward(self, z_now, state_now, z_goal, read_now, read_goal, deltas, kinds) -> torch.Tensor:
         readings = (read_now, read_goal) if self.prior.cfg.reads_state else None
-        return self.prior.loss(z_now, state_now, z_goal, readings, deltas)
+        return self.prior.loss(z_now, state_now, z_goal, readings, deltas, kinds)
 
 
 class SubgoalPriorTraining(Objective):
@@ -144,7 +154,7 @@ class SubgoalPriorTraining(Objective):
         if cfg.data.observation == "environment_state":
             self._privileged_prior(cfg)
         else:
-            self._prior_over(cfg, WorldModel.from_checkpoint(cfg.world_model, dist_info.device))
+            self._prior_over(cfg, WorldModel.from_checkpoint(cfg.world_model, dist_info.device, heads=("state_head",)))
         episodes = self.dataset.episodes
         self.prior.set_stats(torch.cat([ep.z[::4].float() for ep in episodes]), torch.cat([ep.states for ep in episodes]),
                              self.dataset.deltas)
@@ -158,7 +168,7 @@ class SubgoalPriorTraining(Objective):
     def _prior_over(self, cfg: DictConfig, wm: WorldModel) -> None:
         """The prior on the frozen latents of `wm` (and its goal-state head's readings)."""
         self.saved_config = load_config(cfg.world_model).copy()
-        self.saved_config.world_model.subgoal_prior = OmegaConf.to_container(cfg.subgoal_prior, resolve=True)
+        self.saved_config.world_model.subgoal_prior = prior_sizes(cfg)
         self.saved_config.subgoal_prior_run = OmegaConf.to_container(cfg, resolve=True)
         self.prior = build_head(self.saved_config.world_model, "subgoal_prior", wm.latents, wm.predictor).to(
             self.dist_info.device)
@@ -181,8 +191,7 @@ class SubgoalPriorTraining(Objective):
         if cfg.subgoal_prior.reads_state:
             raise ValueError("data.observation=environment_state has no goal-state head to read: "
                              "set subgoal_prior.reads_state=false")
-        sizes = {"num_tokens": 1, "embed_dim": len(ENVIRONMENT_STATE_NAMES),
-                 **OmegaConf.to_container(cfg.subgoal_prior, resolve=True)}
+        sizes = {"num_tokens": 1, "embed_dim": len(ENVIRONMENT_STATE_NAMES), **prior_sizes(cfg)}
         self.saved_config = OmegaConf.create({"subgoal_prior": sizes,
                                               "subgoal_prior_run": OmegaConf.to_container(cfg, resolve=True)})
         self.prior = SubgoalPrior(SubgoalPriorConfig(**sizes)).to(self.dist_info.device)
@@ -191,29 +200,45 @@ class SubgoalPriorTraining(Objective):
         self.modules = {"subgoal_prior": self.prior}
 
     def loss(self, model: torch.nn.Module, batch, epoch: int, index: int) -> StepOutput:
-        return StepOutput(model(*(t.to(self.dist_info.device).float() for t in batch)))
+        *inputs, kinds = (t.to(self.dist_info.device) for t in batch)
+        return StepOutput(model(*(t.float() for t in inputs), kinds))
 
     def evaluate(self) -> dict[str, float]:
         errors = held_out_errors(self.prior, self.val_data, self.dist_info.device, self.cfg.train.batch_size,
-                                 self.cfg.train.val_batches)
+                                 self.cfg.train.val_batches, keyframe_kind_names(self.cfg.hindsight.approach_steps))
         return {k: all_reduce_mean(torch.tensor(v)).item() for k, v in errors.items()}
 
 
 @torch.no_grad()
 def held_out_errors(prior: SubgoalPrior, data: KeyframeSamples, device: torch.device, batch_size: int,
-                    max_batches: int) -> dict[str, float]:
-    """Median keyframe position error (cm) and mean closure error over `max_batches` batches of a seeded
-    shuffle of `data`."""
+                    max_batches: int, kind_names: list[str]) -> dict[str, float]:
+    """Keyframe position error (cm; median and 90th percentile: the hard frames, where a phase ends),
+    mean closure error and keyframe-kind accuracy over `max_batches` batches of a seeded shuffle of
+    `data`; and the median error and accuracy of each kind (`kind_names`) the batches hold: how well
+    the prior predicts each phase of a manipulation."""
     prior.eval()
     order = torch.randperm(len(data), generator=torch.Generator().manual_seed(0))[:batch_size * max_batches]
-    batch = [torch.stack(column).to(device).float() for column in zip(*(data[int(i)] for i in order))]
-    z_now, state_now, z_goal, read_now, read_goal, deltas = batch
+    *batch, kinds = [torch.stack(column).to(device) for column in zip(*(data[int(i)] for i in order))]
+    z_now, state_now, z_goal, read_now, read_goal, deltas = (t.float() for t in batch)
     readings = (read_now, read_goal) if prior.cfg.reads_state else None
     error = prior(z_now, state_now, z_goal, readings) - deltas
+    right = (prior.kind_logits(z_now, state_now, z_goal, readings).argmax(-1) == kinds).float()
     prior.train()
-    position = list(POSITION_DIMS)
-    return {"val/keyframe_cm_median": (error[:, position].norm(dim=-1) * 100).median().item(),
-            "val/keyframe_gripper_mae": error[:, GRIPPER_DIM].abs().mean().item()}
+    cm = error[:, list(POSITION_DIMS)].norm(dim=-1) * 100
+    errors = {"val/keyframe_cm_median": cm.median().item(), "val/keyframe_cm_p90": cm.quantile(0.9).item(),
+              "val/keyframe_gripper_mae": error[:, GRIPPER_DIM].abs().mean().item(),
+              "val/keyframe_kind_accuracy": right.mean().item()}
+    for kind, name in enumerate(kind_names):
+        if (kinds == kind).any():
+            errors |= {f"val/{name}_cm_median": cm[kinds == kind].median().item(),
+                       f"val/{name}_kind_accuracy": right[kinds == kind].mean().item()}
+    return errors
+
+
+def prior_sizes(cfg: DictConfig) -> dict:
+    """The prior's configured sizes, with one keyframe kind per kind of `cfg.hindsight`'s keyframes."""
+    return {**OmegaConf.to_container(cfg.subgoal_prior, resolve=True),
+            "kinds": keyframe_kinds(cfg.hindsight.approach_steps)}
 
 
 def train_subgoal_prior(cfg: DictConfig):

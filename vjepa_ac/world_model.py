@@ -166,21 +166,24 @@ class WorldModel(nn.Module):
         return cls(*build_modules(spec), spec)
 
     @classmethod
-    def from_checkpoint(cls, path: str | Path, device: str | torch.device = "cpu") -> "WorldModel":
+    def from_checkpoint(cls, path: str | Path, device: str | torch.device = "cpu",
+                        heads: tuple[str, ...] = tuple(HEADS)) -> "WorldModel":
         """Encoder + predictor + config from one fine-tuning checkpoint directory, on `device`
-        ("auto": the GPU when one is visible)."""
+        ("auto": the GPU when one is visible), with those of the `heads` it holds (a run that trains
+        one anew leaves the old one out: its sizes may differ)."""
         cfg = load_config(path)
         if "world_model" not in cfg:
             raise ValueError(f"{Path(path) / 'config.yaml'} has no 'world_model' section: not a fine-tuning checkpoint")
         latents, predictor = build_modules(cfg.world_model)
-        heads = {name: build_head(cfg.world_model, name, latents, predictor) for name in HEADS}
+        built = {name: build_head(cfg.world_model, name, latents, predictor) if name in heads else None
+                 for name in HEADS}
         weights = load_weights(path)
         load_state_into(latents.encoder, split_prefix(weights, "encoder"), source=f"{path} (encoder.*)")
         load_state_into(predictor, split_prefix(weights, "predictor"), source=f"{path} (predictor.*)")
-        for name, head in heads.items():
+        for name, head in built.items():
             if head is not None:
                 load_state_into(head, split_prefix(weights, name), source=f"{path} ({name}.*)")
-        model = cls(latents, predictor, cfg.world_model, **heads).to(resolve_device(device))
+        model = cls(latents, predictor, cfg.world_model, **built).to(resolve_device(device))
         model.frame_stride = config_frame_stride(cfg)
         return model
 

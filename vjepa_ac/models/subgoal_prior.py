@@ -12,6 +12,13 @@ command done, in place), or, after the last one, the goal frame's state. A keyfr
 macro-action of variable length (the summed action up to the next contact event), the phases of a
 manipulation rather than a fixed number of control steps.
 
+The next keyframe jumps where a phase ends: a frame 1.5 cm above the object is on its way to the
+grasp, the frame at it is on its way up with the object. A regression onto one delta averages the
+two sides of such a jump into a point that is neither (half-way to the place, still open: the robot
+leaves before it grasps). So the prior tells the keyframe *kinds* apart (`keyframe_kind`: approach,
+command and settle frames of a close and of an open command, and the goal), a logit each, with one
+delta per kind, and proposes the delta of the most likely kind.
+
 It reads the frozen encoder's latents like the goal-state head (each token projected to a few
 features, the grid flattened in place) for the current frame and the goal, plus the measured state
 and, when the world model has a goal-state head, that head's readings of both frames: the goal
@@ -39,12 +46,14 @@ class SubgoalPriorConfig:
     token_dim: int = 32      # features kept per token (current frame and goal: separate projections)
     width: int = 512         # hidden width of the MLP
     reads_state: bool = True  # also input the goal-state head's readings of both frames
+    kinds: int = 1           # keyframe kinds told apart (`keyframe_kinds`; 1: one delta, no classification)
 
 
 class SubgoalPrior(nn.Module):
     """`(z_now [B, N, D], state_now [B, S], z_goal [B, N, D], readings)` -> the next keyframe's state
-    relative to `state_now`, `[B, S]`, in the state's units (normalised inside). `readings` is
-    `(head(z_now), head(z_goal))`, each `[B, S]`, when `reads_state`, else None."""
+    relative to `state_now`, `[B, S]`, in the state's units (normalised inside): the delta of the most
+    likely keyframe kind. `readings` is `(head(z_now), head(z_goal))`, each `[B, S]`, when
+    `reads_state`, else None."""
 
     def __init__(self, cfg: SubgoalPriorConfig):
         super().__init__()
@@ -53,7 +62,7 @@ class SubgoalPrior(nn.Module):
         self.project_goal = nn.Linear(cfg.embed_dim, cfg.token_dim)
         inputs = 2 * cfg.num_tokens * cfg.token_dim + cfg.state_dim * (3 if cfg.reads_state else 1)
         self.mlp = nn.Sequential(nn.Linear(inputs, cfg.width), nn.GELU(), nn.Linear(cfg.width, cfg.width), nn.GELU(),
-                                 nn.Linear(cfg.width, cfg.state_dim))
+                                 nn.Linear(cfg.width, cfg.kinds * (cfg.state_dim + 1)))
         for name, size in (("token_mean", cfg.embed_dim), ("state_mean", cfg.state_dim), ("delta_mean", cfg.state_dim)):
             self.register_buffer(name, torch.zeros(size))
         for name, size in (("token_std", cfg.embed_dim), ("state_std", cfg.state_dim), ("delta_std", cfg.state_dim)):
@@ -68,8 +77,8 @@ class SubgoalPrior(nn.Module):
             mean.copy_(v.mean(0))
             std.copy_(scale_or_one(v.std(0), min_std))
 
-    def normalized(self, z_now, state_now, z_goal, readings=None) -> torch.Tensor:
-        """The keyframe delta in training units, `[B, S]`."""
+    def normalized(self, z_now, state_now, z_goal, readings=None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each kind's keyframe delta in training units `[B, K, S]` and the kinds' logits `[B, K]`."""
         n, d = self.cfg.num_tokens, self.cfg.embed_dim
         for name, z in (("z_now", z_now), ("z_goal", z_goal)):
             if z.ndim != 3 or z.shape[1:] != (n, d):
@@ -83,10 +92,17 @@ class SubgoalPrior(nn.Module):
         if readings is not None:
             read_now, read_goal = readings
             parts += [(read_goal - read_now) / self.state_std, (read_goal - self.state_mean) / self.state_std]
-        return self.mlp(torch.cat(parts, -1))
+        out = self.mlp(torch.cat(parts, -1)).unflatten(-1, (self.cfg.kinds, self.cfg.state_dim + 1))
+        return out[..., :-1], out[..., -1]
 
     def forward(self, z_now, state_now, z_goal, readings=None) -> torch.Tensor:
-        return self.normalized(z_now, state_now, z_goal, readings) * self.delta_std + self.delta_mean
+        deltas, logits = self.normalized(z_now, state_now, z_goal, readings)
+        best = deltas[torch.arange(len(deltas)), logits.argmax(-1)]
+        return best * self.delta_std + self.delta_mean
+
+    def kind_logits(self, z_now, state_now, z_goal, readings=None) -> torch.Tensor:
+        """The keyframe kinds' logits `[B, K]`."""
+        return self.normalized(z_now, state_now, z_goal, readings)[1]
 
     @torch.no_grad()
     def propose(self, z_now, state_now, z_goal, readings=None) -> torch.Tensor:
@@ -94,10 +110,13 @@ class SubgoalPrior(nn.Module):
         state = state_now + self(z_now, state_now, z_goal, readings)
         return state.clamp(torch.as_tensor(STATE_LOW, device=state.device), torch.as_tensor(STATE_HIGH, device=state.device))
 
-    def loss(self, z_now, state_now, z_goal, readings, deltas) -> torch.Tensor:
-        """L1 in normalised units between the predicted and the demonstrated keyframe deltas `[B, S]`."""
+    def loss(self, z_now, state_now, z_goal, readings, deltas, kinds) -> torch.Tensor:
+        """L1 in normalised units between the demonstrated keyframe deltas `[B, S]` and the predicted
+        delta of their kind `[B]`, plus the kinds' cross-entropy."""
         target = (deltas - self.delta_mean) / self.delta_std
-        return (self.normalized(z_now, state_now, z_goal, readings) - target).abs().mean()
+        predicted, logits = self.normalized(z_now, state_now, z_goal, readings)
+        own = predicted[torch.arange(len(predicted)), kinds]
+        return (own - target).abs().mean() + nn.functional.cross_entropy(logits, kinds)
 
 
 def load_subgoal_prior(path: str | Path) -> SubgoalPrior:
@@ -111,16 +130,36 @@ def load_subgoal_prior(path: str | Path) -> SubgoalPrior:
     return prior.eval().requires_grad_(False)
 
 
-def gripper_commands(actions: torch.Tensor, threshold: float = 0.3) -> list[int]:
-    """Steps of an episode's actions `[T, A]` where a gripper command starts: |gripper action| above
-    `threshold` after a step below it (a demonstration closing on or releasing the object)."""
-    g = actions[:, GRIPPER_DIM].abs() > threshold
-    return [t for t in range(1, len(g)) if g[t] and not g[t - 1]]
+def gripper_commands(actions: torch.Tensor, threshold: float = 0.3) -> list[tuple[int, bool]]:
+    """`(step, closes)` of an episode's actions `[T, A]` where a gripper command starts: |gripper
+    action| above `threshold` after a step below it (a demonstration closing on the object, positive,
+    or releasing it)."""
+    g = actions[:, GRIPPER_DIM]
+    on = g.abs() > threshold
+    return [(t, bool(g[t] > 0)) for t in range(1, len(g)) if on[t] and not on[t - 1]]
 
 
-def keyframe_delta(states: torch.Tensor, commands: list[int], t: int, goal: int, settle: int = 4,
-                   arrived: float = 0.01, approach: int = 0) -> torch.Tensor:
-    """The demonstrated next keyframe of frame `t` toward frame `goal` (> t), relative to `states[t]`.
+def keyframe_offsets(approach: int, settle: int = 4) -> tuple[int, ...]:
+    """The keyframes' steps relative to each gripper command (see `keyframe_delta`)."""
+    return (-approach, 0, settle) if approach > 0 else (0, settle)
+
+
+def keyframe_kind_names(approach: int) -> list[str]:
+    """The keyframe kinds in `keyframe_delta`'s order: each offset of a close and of an open command, then the goal."""
+    offsets = ("approach", "", "settle") if approach > 0 else ("", "settle")
+    return [f"{command}_{offset}".rstrip("_") for command in ("close", "open") for offset in offsets] + ["goal"]
+
+
+def keyframe_kinds(approach: int) -> int:
+    """How many keyframe kinds there are."""
+    return len(keyframe_kind_names(approach))
+
+
+def keyframe_delta(states: torch.Tensor, commands: list[tuple[int, bool]], t: int, goal: int, settle: int = 4,
+                   arrived: float = 0.01, approach: int = 0) -> tuple[torch.Tensor, int]:
+    """The demonstrated next keyframe of frame `t` toward frame `goal` (> t), relative to `states[t]`,
+    and its kind (`keyframe_kinds(approach)` of them: offset `i` of a close command is kind `i`, of an
+    open command `len(offsets) + i`, the goal the last).
     Keyframes are the frames of the gripper `commands`, each also `settle` steps later (the fingers
     closed on the object or opened) and, with `approach` > 0, that many steps before (where the
     demonstration came from: above the object, so a straight line to the next keyframe descends onto
@@ -129,11 +168,15 @@ def keyframe_delta(states: torch.Tensor, commands: list[int], t: int, goal: int,
     command, "arrive with the gripper as it is" then "close (or open) and go on", as the subgoal
     images show a grasp; arrival by place rather than by time, because a frame one step before the
     command looks like the command's own frame, and a prior that saw both told apart only by time
-    would hover there and never close. `states` is the episode's `[T, S]`."""
+    would hover there and never close. `states` is the episode's `[T, S]`, `commands` its
+    `gripper_commands`."""
     def at(k: int) -> bool:
         return bool((states[k, list(POSITION_DIMS)] - states[t, list(POSITION_DIMS)]).norm() < arrived
                     and (states[k, GRIPPER_DIM] - states[t, GRIPPER_DIM]).abs() < 0.1)
 
-    offsets = (-approach, 0, settle) if approach > 0 else (0, settle)
-    keyframes = sorted({c + d for c in commands for d in offsets if 0 <= c + d < goal} | {goal})
-    return states[next((k for k in keyframes if t < k and not at(k)), goal)] - states[t]
+    offsets = keyframe_offsets(approach, settle)
+    kinds = {c + d: i + (0 if closes else len(offsets)) for c, closes in commands for i, d in enumerate(offsets)
+             if 0 <= c + d < goal}
+    kinds[goal] = keyframe_kinds(approach) - 1
+    k = next((k for k in sorted(kinds) if t < k and not at(k)), goal)
+    return states[k] - states[t], kinds[k]
