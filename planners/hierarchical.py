@@ -182,16 +182,22 @@ class HierarchicalPlanner(Planner):
 
     def _cm_to_proposal(self, state_now: torch.Tensor) -> float:
         """The end effector's distance to the prior's proposed state, in cm."""
-        offset = state_now.reshape(-1).cpu()[list(POSITION_DIMS)] - self.low_level.fixed_goal_state[0, list(POSITION_DIMS)]
-        return float(offset.norm()) * 100
+        dims = list(POSITION_DIMS)
+        return float((state_now.reshape(-1).cpu()[dims] - self.low_level.fixed_goal_state[0, dims]).norm()) * 100
+
+    def _track_subgoal(self, z_now: torch.Tensor, state_now: torch.Tensor) -> float:
+        """Record how near the present is to the current subgoal; returns the frame's energy to it (nan
+        for a prior's subgoal, a state, tracked in cm)."""
+        entry = self.subgoals[-1]
+        if self.high_level is None:
+            entry["closest_cm"] = min(entry["closest_cm"], self._cm_to_proposal(state_now))
+            return float("nan")
+        energy = goal_energy(z_now, self.subgoal)
+        entry["closest_energy"] = min(entry["closest_energy"], energy)
+        return energy
 
     def _optimize(self, world_model: WorldModel, z_now, state_now, z_goal) -> torch.Tensor:
-        subgoal_energy = float("nan") if self.high_level is None else float("inf")
-        if self.subgoal is not None and self.high_level is None:
-            self.subgoals[-1]["closest_cm"] = min(self.subgoals[-1]["closest_cm"], self._cm_to_proposal(state_now))
-        elif self.subgoal is not None:
-            subgoal_energy = goal_energy(z_now, self.subgoal)
-            self.subgoals[-1]["closest_energy"] = min(self.subgoals[-1]["closest_energy"], subgoal_energy)
+        subgoal_energy = self._track_subgoal(z_now, state_now) if self.subgoal is not None else float("inf")
         if self._needs_high_plan(subgoal_energy):
             self._plan_subgoal(z_now, state_now, z_goal)
             subgoal_energy = self.subgoals[-1].get("start_energy", float("nan"))  # nan: a prior's state subgoal

@@ -135,6 +135,11 @@ def test_prior_training_lowers_the_loss_and_the_checkpoint_is_the_same_world_mod
     assert torch.allclose(proposal, expected.clamp(torch.as_tensor(STATE_LOW), torch.as_tensor(STATE_HIGH)), atol=1e-5)
     with pytest.raises(ValueError, match="no subgoal prior"):
         source.propose_subgoal(z[:1].float(), states[:1], goal[:1])
+    # a prior of another size trains over a checkpoint that holds one: the old one is not loaded
+    again = train_subgoal_prior(_prior_cfg(tmp_path, world_model_dir, world_model=str(ckpt),
+                                           output_dir=str(tmp_path / "again"), subgoal_prior={"width": 16},
+                                           train={"steps": 2}, optim={"warmup_steps": 1}))
+    assert WorldModel.from_checkpoint(again).subgoal_prior.cfg.width == 16
 
 
 def test_prior_training_names_what_is_missing(tmp_path, world_model_dir):

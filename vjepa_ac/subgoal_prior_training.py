@@ -154,7 +154,8 @@ class SubgoalPriorTraining(Objective):
         if cfg.data.observation == "environment_state":
             self._privileged_prior(cfg)
         else:
-            self._prior_over(cfg, WorldModel.from_checkpoint(cfg.world_model, dist_info.device, heads=("state_head",)))
+            wm = WorldModel.from_checkpoint(cfg.world_model, dist_info.device, heads=("state_head",))  # not its prior
+            self._prior_over(cfg, wm)
         episodes = self.dataset.episodes
         self.prior.set_stats(torch.cat([ep.z[::4].float() for ep in episodes]), torch.cat([ep.states for ep in episodes]),
                              self.dataset.deltas)
