@@ -222,8 +222,8 @@ def held_out_errors(prior: SubgoalPrior, data: KeyframeSamples, device: torch.de
     *batch, kinds = [torch.stack(column).to(device) for column in zip(*(data[int(i)] for i in order))]
     z_now, state_now, z_goal, read_now, read_goal, deltas = (t.float() for t in batch)
     readings = (read_now, read_goal) if prior.cfg.reads_state else None
-    error = prior(z_now, state_now, z_goal, readings) - deltas
-    right = (prior.kind_logits(z_now, state_now, z_goal, readings).argmax(-1) == kinds).float()
+    predicted, predicted_kinds = prior.predict(z_now, state_now, z_goal, readings)
+    error, right = predicted - deltas, (predicted_kinds == kinds).float()
     prior.train()
     cm = error[:, list(POSITION_DIMS)].norm(dim=-1) * 100
     errors = {"val/keyframe_cm_median": cm.median().item(), "val/keyframe_cm_p90": cm.quantile(0.9).item(),

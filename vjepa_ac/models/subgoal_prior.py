@@ -96,13 +96,13 @@ class SubgoalPrior(nn.Module):
         return out[..., :-1], out[..., -1]
 
     def forward(self, z_now, state_now, z_goal, readings=None) -> torch.Tensor:
-        deltas, logits = self.normalized(z_now, state_now, z_goal, readings)
-        best = deltas[torch.arange(len(deltas)), logits.argmax(-1)]
-        return best * self.delta_std + self.delta_mean
+        return self.predict(z_now, state_now, z_goal, readings)[0]
 
-    def kind_logits(self, z_now, state_now, z_goal, readings=None) -> torch.Tensor:
-        """The keyframe kinds' logits `[B, K]`."""
-        return self.normalized(z_now, state_now, z_goal, readings)[1]
+    def predict(self, z_now, state_now, z_goal, readings=None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The likeliest kind's keyframe delta `[B, S]` (state units) and that kind `[B]`."""
+        deltas, logits = self.normalized(z_now, state_now, z_goal, readings)
+        kinds = logits.argmax(-1)
+        return deltas[torch.arange(len(deltas)), kinds] * self.delta_std + self.delta_mean, kinds
 
     @torch.no_grad()
     def propose(self, z_now, state_now, z_goal, readings=None) -> torch.Tensor:
@@ -146,8 +146,11 @@ def keyframe_offsets(approach: int, settle: int = 4) -> tuple[int, ...]:
 
 def keyframe_kind_names(approach: int) -> list[str]:
     """The keyframe kinds in `keyframe_delta`'s order: each offset of a close and of an open command, then the goal."""
-    offsets = ("approach", "", "settle") if approach > 0 else ("", "settle")
-    return [f"{command}_{offset}".rstrip("_") for command in ("close", "open") for offset in offsets] + ["goal"]
+    def label(offset: int) -> str:
+        return "_approach" if offset < 0 else "_settle" if offset > 0 else ""
+
+    offsets = keyframe_offsets(approach)
+    return [command + label(d) for command in ("close", "open") for d in offsets] + ["goal"]
 
 
 def keyframe_kinds(approach: int) -> int:
