@@ -9,7 +9,7 @@ import gymnasium as gym
 import numpy as np
 
 from envs.rotations import mat_to_euler, quat_to_mat, wrap_angle
-from vjepa_ac.state_action import ROTATION_DIMS
+from vjepa_ac.state_action import GRIPPER_DIM, ROTATION_DIMS
 
 APPROACH_HEIGHT = 0.1     # pre-grasp / pre-place waypoint above the object
 MIN_GRASP_Z = 0.02        # lowest end-effector height for a grasp (fingertips stay off the table)
@@ -26,6 +26,7 @@ class ScriptedExpert:
         self.noise = float(noise)
         self.rng = rng if rng is not None else np.random.default_rng()
         self.high = self.env.action_space.high.astype(np.float64)
+        self.grasp_offset = np.zeros(3)   # where the grasp aims relative to the object (ExpertWithMistakes)
 
     def act(self) -> np.ndarray:
         env = self.env
@@ -64,7 +65,7 @@ class ScriptedExpert:
             return np.array([*ee[:2], env.object_rest_z + 2 * APPROACH_HEIGHT]), None, 0.0   # retreat upward
         if held:
             return self._carry(env), None, 1.0
-        grasp = np.array([obj[0], obj[1], max(obj[2], MIN_GRASP_Z)])
+        grasp = np.array([obj[0], obj[1], max(obj[2], MIN_GRASP_Z)]) + self.grasp_offset
         above = grasp + np.array([0, 0, APPROACH_HEIGHT])
         yaw = self._grasp_yaw(env)
         if env.cmd_closure > 0.5:          # closing or closed without a grasp
@@ -122,3 +123,44 @@ class ExpertWithRandomSteps:
         action = self.rng.uniform(-self.high, self.high).astype(np.float32)
         action[list(ROTATION_DIMS)] = 0.0
         return action
+
+
+class ExpertWithMistakes:
+    """A scripted `expert` (PRIVILEGED) whose first grasp aims `offset_range` metres (uniform, random
+    direction) beside the object, as a planner that misread where the object is would. It closes where
+    that descent ends (arrived, or stopped on the object's edge), holds the close `close_steps`
+    control steps, and from then on is the expert itself: it opens, backs off and grasps again from
+    wherever the miss left the gripper and the object (pushed, knocked over). `takeover` is the step
+    from which the actions are the expert's own (None before): the frames before it are no demonstration.
+
+    Why: demonstrations that never miss show no way back from a miss, and a prior learned from them
+    alone, once its planner has closed beside the object, proposes carrying the empty gripper on (as
+    DART and DAgger argue, the learner must see the states its own errors lead to)."""
+
+    def __init__(self, expert: ScriptedExpert, offset_range: tuple[float, float], rng: np.random.Generator,
+                 close_steps: int = 4):
+        self.expert, self.close_steps = expert, close_steps
+        angle, radius = rng.uniform(0, 2 * np.pi), rng.uniform(*offset_range)
+        self.expert.grasp_offset = np.array([radius * np.cos(angle), radius * np.sin(angle), 0.0])
+        self.steps, self.closed_steps, self.takeover = 0, 0, None
+        self.last_z: float | None = None
+
+    def act(self) -> np.ndarray:
+        self.steps += 1
+        if self.takeover is not None:
+            return self.expert.act()
+        env = self.expert.env
+        z, last_z = env.ee_pos[2], self.last_z
+        self.last_z = z
+        stalled = (z < env.object_pos[2] + APPROACH_HEIGHT - 2 * AT_TOL and last_z is not None
+                   and last_z - z < 0.003)   # descending beside the object, and not getting lower
+        if not (self.closed_steps or env.cmd_closure > 0.5 or stalled):
+            return self.expert.act()
+        self.closed_steps += 1
+        if self.closed_steps > self.close_steps:   # the mistaken close is done, on whatever it met
+            self.expert.grasp_offset = np.zeros(3)
+            self.takeover = self.steps - 1
+            return self.expert.act()
+        close = np.zeros_like(self.expert.high, dtype=np.float32)
+        close[GRIPPER_DIM] = 1.0 - env.cmd_closure   # command the closure to 1, in place
+        return close

@@ -199,6 +199,26 @@ def test_expert_solves_a_few_seeds(task):
     env.close()
 
 
+def test_expert_with_mistakes_closes_beside_the_object_then_recovers_as_the_expert():
+    env = envs.make_env("pick_place")
+    u, missed = env.unwrapped, 0
+    for seed in range(3):
+        env.reset(seed=200 + seed)
+        rng = np.random.default_rng(seed)
+        policy = envs.ExpertWithMistakes(envs.make_expert(env, rng=rng), (0.02, 0.04), rng)
+        offset = policy.expert.grasp_offset.copy()
+        assert 0.02 <= np.linalg.norm(offset) <= 0.04 and offset[2] == 0
+        for step in range(u.max_episode_steps):
+            if policy.takeover is not None and policy.takeover == step - 1:
+                missed += not u.is_grasped()
+            env.step(policy.act())
+        assert policy.takeover is not None and 0 < policy.takeover < u.max_episode_steps
+        assert (policy.expert.grasp_offset == 0).all()            # the expert's own grasp after the takeover
+        assert u.is_success(), f"seed {200 + seed}"
+    assert missed >= 1   # the mistaken close caught nothing at least once, and the expert recovered
+    env.close()
+
+
 def test_grasped_object_does_not_slip(grasp_env):
     grasp_env.reset(seed=7)
     u = grasp_env.unwrapped

@@ -17,7 +17,8 @@ from vjepa_ac.finetune import finetune
 from vjepa_ac.state_action import STATE_HIGH, STATE_LOW
 from vjepa_ac.models.subgoal_prior import (SubgoalPrior, SubgoalPriorConfig, gripper_commands, keyframe_delta,
                                            keyframe_kind_names, keyframe_kinds)
-from vjepa_ac.subgoal_prior_training import train_subgoal_prior
+from vjepa_ac.embedding_cache import EpisodeLatents
+from vjepa_ac.subgoal_prior_training import KeyframeSamples, train_subgoal_prior
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURE = ROOT / "tests" / "fixtures" / "lerobot_v30_tiny"
@@ -52,6 +53,16 @@ def test_keyframes_are_the_demonstrations_gripper_commands_then_the_goal():
     actions[10, 6] = -1.0  # an open command at step 10: its keyframes are the open kinds
     assert gripper_commands(actions) == [(5, True), (10, False)]
     assert _goes_to(states, gripper_commands(actions), 9, 11, keyframe=10, kind=2, arrived=0.005)
+
+
+def test_frames_before_the_expert_took_over_are_no_samples():
+    """A deliberately missed grasp (envs.ExpertWithMistakes) is no demonstration: samples start at the takeover."""
+    states, actions = torch.zeros(12, 7), torch.zeros(12, 7)
+    actions[3, 6], actions[8, 6] = 1.0, 1.0  # the mistaken close, then the expert's own
+    episode = EpisodeLatents(torch.zeros(12, 1, 7), states, actions)
+    samples = KeyframeSamples([episode, episode], [torch.zeros(12, 7)] * 2, future_goals=1, seed=0, first=[0, 7])
+    frames = {e: {t for f, t, _ in samples.samples if f == e} for e in (0, 1)}
+    assert frames == {0: set(range(11)), 1: set(range(7, 11))}
 
 
 def _goes_to(states, commands, t, goal, keyframe: int, kind: int, **kwargs) -> bool:

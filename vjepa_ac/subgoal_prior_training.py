@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 
+import pandas as pd
 import torch
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import Dataset
@@ -74,6 +75,16 @@ def demonstrations(cfg: DictConfig, split: str, resolution: int | None) -> tuple
     return dataset, episodes
 
 
+def first_demonstrated(dataset: RobotLogDataset, episodes: list[int]) -> list[int]:
+    """Each episode's first frame whose action is the demonstrator's own: its `takeover` metadata (after a
+    deliberate miss, `envs.ExpertWithMistakes`; the frames before it show where the miss went, not where a
+    demonstration goes), 0 for logs without that column."""
+    meta = dataset.meta.episodes
+    if "takeover" not in meta.columns:
+        return [0] * len(episodes)
+    return [0 if pd.isna(v) else int(v) for v in meta.loc[episodes, "takeover"]]
+
+
 def environment_state_episodes(dataset: RobotLogDataset, episodes: list[int]) -> list[embedding_cache.EpisodeLatents]:
     """PRIVILEGED: each episode's logged environment state as its latents, one token per frame `[T, 1, F]`."""
     return [embedding_cache.EpisodeLatents(torch.as_tensor(dataset.environment_states[e]).float()[:, None],
@@ -88,19 +99,21 @@ class KeyframeSamples(Dataset):
     The frames where a gripper command was issued count `command_weight` times: a demonstration
     spends one frame there, arrived at the object with the gripper open, and it is where the prior
     must switch from "go there" to "close" (without the weight it proposes a blend: half-way up,
-    still open, and the robot hovers over the object)."""
+    still open, and the robot hovers over the object). An episode's frames before its `first`
+    demonstrated frame (`first_demonstrated`) are no samples."""
 
     def __init__(self, episodes: list[embedding_cache.EpisodeLatents], readings: list[torch.Tensor],
-                 future_goals: int, seed: int, command_weight: int = 1, approach: int = 0):
+                 future_goals: int, seed: int, command_weight: int = 1, approach: int = 0,
+                 first: list[int] | None = None):
         generator = torch.Generator().manual_seed(seed)
         self.episodes, self.readings = episodes, readings
         self.samples: list[tuple[int, int, int]] = []  # (episode, frame, goal frame)
         deltas, kinds = [], []
-        for e, episode in enumerate(episodes):
+        for e, (episode, start) in enumerate(zip(episodes, first or [0] * len(episodes))):
             last = len(episode.states) - 1
             commands = gripper_commands(episode.actions)
             command_steps = {c for c, _ in commands}
-            for t in range(last):
+            for t in range(start, last):
                 goals = [last] + torch.randint(t + 1, last + 1, (future_goals,), generator=generator).tolist()
                 for goal in goals * (command_weight if t in command_steps else 1):
                     self.samples.append((e, t, goal))
@@ -121,12 +134,13 @@ class KeyframeSamples(Dataset):
                 self.deltas[i], self.kinds[i])
 
 
-def hindsight_samples(cfg: DictConfig, episodes: list[embedding_cache.EpisodeLatents], read=None) -> KeyframeSamples:
-    """`cfg.hindsight`'s samples over `episodes`, with `read(z)` (the goal-state head) giving each
-    frame's readings (zeros without it)."""
+def hindsight_samples(cfg: DictConfig, episodes: list[embedding_cache.EpisodeLatents], first: list[int],
+                      read=None) -> KeyframeSamples:
+    """`cfg.hindsight`'s samples over `episodes` from each one's `first` demonstrated frame, with
+    `read(z)` (the goal-state head) giving each frame's readings (zeros without it)."""
     readings = [read(ep.z.float()).cpu() if read is not None else torch.zeros_like(ep.states) for ep in episodes]
     h = cfg.hindsight
-    return KeyframeSamples(episodes, readings, h.future_goals, cfg.seed, h.command_weight, h.approach_steps)
+    return KeyframeSamples(episodes, readings, h.future_goals, cfg.seed, h.command_weight, h.approach_steps, first)
 
 
 class PriorLoss(torch.nn.Module):
@@ -176,13 +190,15 @@ class SubgoalPriorTraining(Objective):
         if self.prior.cfg.reads_state and wm.state_head is None:
             raise ValueError(f"{cfg.world_model} has no goal-state head; train one first "
                              "(scripts/train_state_head.py) or set subgoal_prior.reads_state=false")
-        def encoded(split: str) -> list[embedding_cache.EpisodeLatents]:
-            return embedding_cache.episode_latents(*demonstrations(cfg, split, wm.resolution), wm.latents, cfg.cache.dir,
-                                                   cfg.cache.batch_size * 4, self.dist_info.is_main,
-                                                   self.dist_info.device)
+        def samples(split: str) -> KeyframeSamples:
+            dataset, episodes = demonstrations(cfg, split, wm.resolution)
+            encoded = embedding_cache.episode_latents(dataset, episodes, wm.latents, cfg.cache.dir,
+                                                      cfg.cache.batch_size * 4, self.dist_info.is_main,
+                                                      self.dist_info.device)
+            return hindsight_samples(cfg, encoded, first_demonstrated(dataset, episodes), read)
 
         read = wm.decode_state if self.prior.cfg.reads_state else None
-        self.dataset, self.val_data = (hindsight_samples(cfg, encoded(split), read) for split in ("train", "val"))
+        self.dataset, self.val_data = samples("train"), samples("val")
         self.modules = {"encoder": wm.latents.encoder, "predictor": wm.predictor, "subgoal_prior": self.prior}
         if wm.state_head is not None:
             self.modules["state_head"] = wm.state_head
@@ -196,8 +212,12 @@ class SubgoalPriorTraining(Objective):
         self.saved_config = OmegaConf.create({"subgoal_prior": sizes,
                                               "subgoal_prior_run": OmegaConf.to_container(cfg, resolve=True)})
         self.prior = SubgoalPrior(SubgoalPriorConfig(**sizes)).to(self.dist_info.device)
-        self.dataset, self.val_data = (hindsight_samples(cfg, environment_state_episodes(*demonstrations(cfg, split, None)))
-                                       for split in ("train", "val"))
+        def samples(split: str) -> KeyframeSamples:
+            dataset, episodes = demonstrations(cfg, split, None)
+            return hindsight_samples(cfg, environment_state_episodes(dataset, episodes),
+                                     first_demonstrated(dataset, episodes))
+
+        self.dataset, self.val_data = samples("train"), samples("val")
         self.modules = {"subgoal_prior": self.prior}
 
     def loss(self, model: torch.nn.Module, batch, epoch: int, index: int) -> StepOutput:

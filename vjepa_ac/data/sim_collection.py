@@ -170,25 +170,38 @@ class EpisodeJob:
     seed: int
     random_fraction: float
     noise_levels: tuple[float, ...]
+    mistake_fraction: float = 0.0
+    mistake_offset: tuple[float, float] = (0.015, 0.04)
     max_attempts: int = 5
+
+
+GRASPING_TASKS = ("grasp", "pick_place")  # the tasks whose expert grasps (where ExpertWithMistakes misses)
 
 
 def episode_job(job: EpisodeJob) -> tuple[Episode, dict]:
     """One robot-log episode: a noisy scripted expert or smooth random exploration, chosen by the
-    job's seed. An episode whose states are not finite (an unstable simulation) is re-run from a
-    new seed derived from the job, up to `max_attempts` times; the metadata records the attempts."""
+    job's seed; on a grasping task, an expert episode is with probability `mistake_fraction` one whose
+    first grasp misses (`envs.ExpertWithMistakes`). The metadata's `takeover` is the first frame whose
+    action is the expert's own (0 but after a mistake; the episode's length for random motion). An
+    episode whose states are not finite (an unstable simulation) is re-run from a new seed derived
+    from the job, up to `max_attempts` times; the metadata records the attempts."""
     env = worker_env(job.task)
     for attempt in range(job.max_attempts):
         rng = np.random.default_rng([job.seed, job.index, attempt])
         explore = bool(rng.random() < job.random_fraction)
         noise = 0.0 if explore else float(rng.choice(job.noise_levels))
+        mistake = not explore and job.task in GRASPING_TASKS and bool(rng.random() < job.mistake_fraction)
         policy = SmoothRandomPolicy(env.action_space, rng) if explore else _WORKER["make_expert"](env, noise, rng)
+        if mistake:
+            policy = envs.ExpertWithMistakes(policy, job.mistake_offset, rng)
         env_seed = int(rng.integers(2**31))
         episode = record_episode(env, policy, env_seed, info_keys=("environment_state",))
         if np.isfinite(episode.states).all():
+            takeover = policy.takeover if mistake else len(episode.states) if explore else 0
             return episode, {"success": episode.success, "success_any": episode.success_any,
                              "policy": "random" if explore else "expert", "noise": noise, "env_task": job.task,
-                             "env_seed": env_seed, "job_index": job.index, "attempts": attempt + 1}
+                             "env_seed": env_seed, "job_index": job.index, "attempts": attempt + 1,
+                             "mistake": mistake, "takeover": len(episode.states) if takeover is None else takeover}
     raise RuntimeError(f"episode job {job.index} ({job.task}): non-finite states in all {job.max_attempts} attempts")
 
 
@@ -256,7 +269,8 @@ def collect_robot_logs(cfg: DictConfig) -> CollectionStats:
     log.info("%d episodes in %s: %d already written, %d to collect with %d workers", total, cfg.output_dir, done,
              max(total - done, 0), cfg.num_workers)
     jobs = [EpisodeJob(index=i, task=cfg.tasks[i % len(cfg.tasks)], seed=cfg.seed,
-                       random_fraction=cfg.random_fraction, noise_levels=tuple(cfg.noise_levels))
+                       random_fraction=cfg.random_fraction, noise_levels=tuple(cfg.noise_levels),
+                       mistake_fraction=cfg.mistake_fraction, mistake_offset=tuple(cfg.mistake_offset))
             for i in range(done, total)]
     start, stats = time.perf_counter(), CollectionStats(len(jobs), 0, 0.0)
     for episode, meta in tqdm(parallel_map(episode_job, jobs, cfg.num_workers, _env_factory(cfg), envs.make_expert),
