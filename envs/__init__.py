@@ -25,5 +25,5 @@ def make_env(task: str, **config) -> gymnasium.Env:
     return gymnasium.make(TASK_IDS[task], **config)
 
 
-__all__ = ["TASK_IDS", "ExpertWithMistakes", "ExpertWithRandomSteps", "ManipulationEnv", "ScriptedExpert", "load_task_config", "make_env",
-           "make_expert"]
+__all__ = ["TASK_IDS", "ExpertWithMistakes", "ExpertWithRandomSteps", "ManipulationEnv", "ScriptedExpert",
+           "load_task_config", "make_env", "make_expert"]

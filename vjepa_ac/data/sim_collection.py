@@ -197,11 +197,14 @@ def episode_job(job: EpisodeJob) -> tuple[Episode, dict]:
         env_seed = int(rng.integers(2**31))
         episode = record_episode(env, policy, env_seed, info_keys=("environment_state",))
         if np.isfinite(episode.states).all():
-            takeover = policy.takeover if mistake else len(episode.states) if explore else 0
+            if explore or (mistake and policy.takeover is None):
+                takeover = len(episode.states)   # no frame of it is a demonstration
+            else:
+                takeover = policy.takeover if mistake else 0
             return episode, {"success": episode.success, "success_any": episode.success_any,
                              "policy": "random" if explore else "expert", "noise": noise, "env_task": job.task,
                              "env_seed": env_seed, "job_index": job.index, "attempts": attempt + 1,
-                             "mistake": mistake, "takeover": len(episode.states) if takeover is None else takeover}
+                             "mistake": mistake, "takeover": takeover}
     raise RuntimeError(f"episode job {job.index} ({job.task}): non-finite states in all {job.max_attempts} attempts")
 
 
