@@ -13,6 +13,7 @@ import numpy as np
 class Task:
     name: str = ""
     start_grasped: bool = False     # the episode starts with the object held in the gripper
+    picks_up: bool = False          # the expert grasps the object from the table (envs.ExpertWithMistakes can miss)
 
     def __init__(self, cfg: dict):
         self.cfg = cfg
@@ -85,6 +86,7 @@ class Reach(Task):
 
 class Grasp(Task):
     name = "grasp"
+    picks_up = True
 
     def sample_target(self, rng, env):
         return env.object_pos + np.array([0.0, 0.0, self.cfg["lift_target"]])
@@ -117,6 +119,7 @@ class ReachWithObject(Task):
 
 class PickPlace(Task):
     name = "pick_place"
+    picks_up = True
 
     def sample_target(self, rng, env):
         xy = self._sample_away_from(rng, self.cfg["object_xy_low"], self.cfg["object_xy_high"],

@@ -175,12 +175,9 @@ class EpisodeJob:
     max_attempts: int = 5
 
 
-GRASPING_TASKS = ("grasp", "pick_place")  # the tasks whose expert grasps (where ExpertWithMistakes misses)
-
-
 def episode_job(job: EpisodeJob) -> tuple[Episode, dict]:
     """One robot-log episode: a noisy scripted expert or smooth random exploration, chosen by the
-    job's seed; on a grasping task, an expert episode is with probability `mistake_fraction` one whose
+    job's seed; on a task whose expert picks the object up, an expert episode is with probability `mistake_fraction` one whose
     first grasp misses (`envs.ExpertWithMistakes`). The metadata's `takeover` is the first frame whose
     action is the expert's own (0 but after a mistake; the episode's length for random motion). An
     episode whose states are not finite (an unstable simulation) is re-run from a new seed derived
@@ -190,7 +187,7 @@ def episode_job(job: EpisodeJob) -> tuple[Episode, dict]:
         rng = np.random.default_rng([job.seed, job.index, attempt])
         explore = bool(rng.random() < job.random_fraction)
         noise = 0.0 if explore else float(rng.choice(job.noise_levels))
-        mistake = not explore and job.task in GRASPING_TASKS and bool(rng.random() < job.mistake_fraction)
+        mistake = not explore and env.unwrapped.task.picks_up and bool(rng.random() < job.mistake_fraction)
         policy = SmoothRandomPolicy(env.action_space, rng) if explore else _WORKER["make_expert"](env, noise, rng)
         if mistake:
             policy = envs.ExpertWithMistakes(policy, job.mistake_offset, rng)
