@@ -23,16 +23,19 @@ class Episode:
     success_any: bool  # at any frame
     goal_pixels: np.ndarray  # uint8 [H, W, 3], the goal image of the episode
     info: dict[str, np.ndarray] = field(default_factory=dict)  # info[key] of every frame, [L, ...]
+    views: dict[str, np.ndarray] = field(default_factory=dict)  # obs[key] of every frame of another camera, [L, H, W, 3]
 
 
 def record_episode(env: gym.Env, policy, seed: int, max_steps: int | None = None,
-                   info_keys: tuple[str, ...] = ()) -> Episode:
+                   info_keys: tuple[str, ...] = (), view_keys: tuple[str, ...] = ()) -> Episode:
     """Run `policy.act()` from `env.reset(seed=seed)` until the env truncates or terminates, or after
-    `max_steps` steps. Actions are recorded as applied (clipped to the action bounds)."""
+    `max_steps` steps. Actions are recorded as applied (clipped to the action bounds); `view_keys` are
+    the observation keys of further cameras to record (e.g. "wrist_pixels")."""
     obs, info = env.reset(seed=seed)
     low, high = env.action_space.low, env.action_space.high
     frames, states, actions = [obs["pixels"]], [obs["state"]], []
     infos = {k: [np.array(info[k])] for k in info_keys}
+    views = {k: [obs[k]] for k in view_keys}
     success_any, done = bool(info["is_success"]), False
     limit = np.inf if max_steps is None else max_steps
     while not done and len(actions) < limit:
@@ -43,11 +46,14 @@ def record_episode(env: gym.Env, policy, seed: int, max_steps: int | None = None
         actions.append(action)
         for k in info_keys:
             infos[k].append(np.array(info[k]))
+        for k in view_keys:
+            views[k].append(obs[k])
         success_any |= bool(info["is_success"])
         done = terminated or truncated
     actions.append(np.zeros(env.action_space.shape, np.float32))
     return Episode(np.stack(frames), np.stack(states).astype(np.float32), np.stack(actions), bool(info["is_success"]),
-                   success_any, np.asarray(info["goal_pixels"]), {k: np.stack(v) for k, v in infos.items()})
+                   success_any, np.asarray(info["goal_pixels"]), {k: np.stack(v) for k, v in infos.items()},
+                   {k: np.stack(v) for k, v in views.items()})
 
 
 def expert_episode(env: gym.Env, seed: int, noise: float = 0.0, max_steps: int | None = None,

@@ -104,6 +104,20 @@ class MultiViewWorldModel(WorldModelDefaults):
             state[:, dims] = self._head(view).decode_state(parts[view])[:, dims].to(state.device)
         return state
 
+    @property
+    def propose_subgoal(self):
+        """The first view's subgoal prior (None without one), over every view's current tokens and the
+        first view's goal: the single goal image; the other views' goal images are never read."""
+        first = self.models[self.views[0]]
+        prior = getattr(first, "subgoal_prior", None)
+        if prior is None:
+            return None
+        views = prior.cfg.views
+        if views != len(self.views):
+            raise ValueError(f"the {self.views[0]} view's subgoal prior reads {views} view(s), not the "
+                             f"{len(self.views)} of {list(self.views)}")
+        return lambda z_now, state_now, z_goal: first.propose_subgoal(z_now, state_now, z_goal[:, :prior.cfg.num_tokens])
+
     def _head(self, view: str) -> WorldModel:
         model = self.models[view]
         if getattr(model, "decode_state", None) is None:

@@ -99,3 +99,18 @@ def test_mistaken_grasps_are_logged_with_the_step_the_expert_took_over(tmp_path)
     assert (episodes.loc[~grasping, "takeover"] == 0).all()
     takeover, length = episodes.loc[grasping, "takeover"], episodes.loc[grasping, "length"]
     assert (takeover > 0).all() and (takeover < length).all()
+
+
+def test_a_second_camera_is_recorded_beside_the_first_with_the_same_episodes(tmp_path):
+    common = ["episodes_per_task=1", "random_fraction=0", "num_workers=1", "tasks=[grasp]", "noise_levels=[0.0]"]
+    collect("collect_robot_logs", [f"output_dir={tmp_path / 'front'}", *common])
+    collect("collect_robot_logs", [f"output_dir={tmp_path / 'both'}", "wrist_camera_key=observation.images.wrist",
+                                   *common])
+    front = RobotLogDataset(tmp_path / "front", num_steps=2, split="all")
+    both = {key: RobotLogDataset(tmp_path / "both", camera_key=key, num_steps=2, split="all")
+            for key in ("observation.images.front", "observation.images.wrist")}
+    np.testing.assert_array_equal(both["observation.images.front"].states[0], front.states[0])  # a camera moves nothing
+    frames = {key: read_video(next((tmp_path / "both" / "videos" / key).rglob("*.mp4"))) for key in both}
+    assert frames["observation.images.front"].shape == frames["observation.images.wrist"].shape
+    assert len(frames["observation.images.wrist"]) == len(front.states[0])
+    assert np.abs(frames["observation.images.front"].astype(int) - frames["observation.images.wrist"]).mean() > 10

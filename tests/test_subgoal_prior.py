@@ -11,6 +11,7 @@ from omegaconf import OmegaConf
 from planners import CEM
 from planners.factory import build_method, check_method, is_privileged
 from planners.hierarchical import HierarchicalPlanner
+from planners.views import MultiViewWorldModel
 from vjepa_ac import WorldModel
 from vjepa_ac.checkpoint import load_weights, split_prefix
 from vjepa_ac.finetune import finetune
@@ -79,6 +80,24 @@ def test_prior_checks_its_inputs():
         prior(z, state, torch.zeros(2, 3, 8), (state, state))
     with pytest.raises(ValueError, match="needs goal-state head readings"):
         prior(z, state, z)
+
+
+def test_an_extra_view_drops_out_in_training_only():
+    prior = SubgoalPrior(SubgoalPriorConfig(num_tokens=4, embed_dim=8, reads_state=False, views=2, view_dropout=0.5))
+    z_wrist = torch.randn(400, 4, 8)
+    view = prior.extra_views[0]
+    mean_only = view.project.bias.detach().repeat(4)  # what a dropped sample's tokens project to
+
+    def dropped() -> torch.Tensor:
+        return torch.isclose(view(z_wrist), mean_only).all(-1).float().mean()
+
+    torch.manual_seed(0)
+    prior.train()
+    assert 0.4 < dropped() < 0.6
+    prior.eval()
+    assert dropped() == 0
+    with pytest.raises(ValueError, match=r"z_now \[B, 8, 8\]"):  # the current frame of both views
+        prior(torch.zeros(2, 4, 8), torch.zeros(2, 7), torch.zeros(2, 4, 8))
 
 
 def _compose(name: str, tmp_path: Path, overrides: dict):
@@ -162,6 +181,47 @@ def test_prior_training_names_what_is_missing(tmp_path, world_model_dir):
         train_subgoal_prior(_prior_cfg(tmp_path, world_model_dir, data={"policies": ["expert"]}))
     with pytest.raises(ValueError, match="no 'noise' column"):
         train_subgoal_prior(_prior_cfg(tmp_path, world_model_dir, data={"max_noise": 0.1}))
+
+
+@pytest.fixture(scope="module")
+def two_camera_logs(tmp_path_factory) -> Path:
+    """Three grasp demonstrations recorded by the front and the wrist camera at once."""
+    pytest.importorskip("envs")
+    from vjepa_ac.data.sim_collection import collect_robot_logs
+
+    out = tmp_path_factory.mktemp("logs") / "two_cameras"
+    with initialize_config_dir(str(ROOT / "configs"), version_base=None):
+        cfg = compose("collect_robot_logs", overrides=[
+            f"output_dir={out}", "episodes_per_task=3", "random_fraction=0", "num_workers=1", "tasks=[grasp]",
+            "noise_levels=[0.0]", "resolution=32", "wrist_camera_key=observation.images.wrist"])
+    collect_robot_logs(cfg)
+    return out
+
+
+def test_a_prior_over_two_cameras_reads_the_current_wrist_frame_and_only_the_front_goal_image(
+        tmp_path, world_model_dir, two_camera_logs):
+    ckpt = train_subgoal_prior(_prior_cfg(tmp_path, world_model_dir, data={
+        "root": str(two_camera_logs), "extra_camera_keys": ["observation.images.wrist"]},
+        train={"steps": 4}, optim={"warmup_steps": 1}))
+    wm = WorldModel.from_checkpoint(ckpt)
+    assert wm.subgoal_prior.cfg.views == 2
+    assert len(list((tmp_path / "cache").glob("*.safetensors"))) == 4  # train and val episodes of each camera
+    # the planner's low level encodes, its high level (another model, not yet used) proposes
+    low, high = (MultiViewWorldModel({"pixels": wm, "wrist_pixels": wm}, energy_weights={"wrist_pixels": 0.0})
+                 for _ in range(2))
+    rng = np.random.default_rng(0)
+    now, goal = (rng.integers(0, 256, (1, 2, 32, 32, 3), dtype=np.uint8) for _ in range(2))
+    other_wrist = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    state = torch.zeros(1, 7)
+    proposal = high.propose_subgoal(low.encode(now), state, low.encode_goal(goal))
+    goal[0, 1] = other_wrist  # the goal's wrist image is never read: one goal image, the front camera's
+    assert torch.equal(proposal, high.propose_subgoal(low.encode(now), state, low.encode_goal(goal)))
+    now[0, 1] = other_wrist  # the current wrist frame is read
+    assert not torch.allclose(proposal, high.propose_subgoal(low.encode(now), state, low.encode_goal(goal)))
+    with pytest.raises(ValueError, match="reads 2 view"):
+        MultiViewWorldModel({"pixels": wm, "wrist_pixels": wm, "more": wm}).propose_subgoal
+    assert MultiViewWorldModel({"pixels": WorldModel.from_checkpoint(world_model_dir),
+                                "wrist_pixels": wm}).propose_subgoal is None  # no prior in the first view
 
 
 class DetourWorld:

@@ -43,16 +43,18 @@ log = logging.getLogger(__name__)
 OBSERVATIONS = ("frames", "environment_state")  # what the prior reads (data.observation)
 
 
-def demonstrations(cfg: DictConfig, split: str, resolution: int | None) -> tuple[RobotLogDataset, list[int]]:
+def demonstrations(cfg: DictConfig, split: str, resolution: int | None,
+                   camera_key: str | None = None) -> tuple[RobotLogDataset, list[int]]:
     """The robot logs' `split` and its episodes whose `policy` metadata is one of `cfg.data.policies`
     (e.g. `[expert]`: a prior learns where demonstrations go, not where random motion went; null: all),
     with `cfg.data.successful_only`, whose `success` metadata is true (a failed demonstration's
     retries, closing and opening again above a missed object, are not keyframes to copy) and, with
     `cfg.data.max_noise`, whose action `noise` metadata is at most that (under heavy noise the
-    demonstration closes wherever its jitter first lands it within reach, a keyframe no input tells)."""
+    demonstration closes wherever its jitter first lands it within reach, a keyframe no input tells).
+    Its frames are `camera_key`'s (default `cfg.data.camera_key`)."""
     data = cfg.data
     privileged = data.observation == "environment_state"
-    dataset = RobotLogDataset(data.root, camera_key=data.camera_key, state_key=data.state_key,
+    dataset = RobotLogDataset(data.root, camera_key=camera_key or data.camera_key, state_key=data.state_key,
                               action_key=data.action_key, num_steps=2, split=split, resolution=resolution,
                               environment_state_key=ENVIRONMENT_STATE_KEY if privileged else None,
                               preload=False)  # frames decoded only if the episode cache misses
@@ -93,8 +95,9 @@ def environment_state_episodes(dataset: RobotLogDataset, episodes: list[int]) ->
 
 
 class KeyframeSamples(Dataset):
-    """Hindsight samples over encoded episodes: item i is `(z_now [N, D], state_now [S], z_goal [N, D],
-    read_now [S], read_goal [S], delta [S], kind [])` (readings: the goal-state head's, zeros without one).
+    """Hindsight samples over encoded episodes: item i is `(z_now [V * N, D], state_now [S], z_goal [N, D],
+    read_now [S], read_goal [S], delta [S], kind [])` (readings: the goal-state head's, zeros without one;
+    the goal: the first `goal_tokens` of its frame's tokens, the first view's, default all).
 
     The frames where a gripper command was issued count `command_weight` times: a demonstration
     spends one frame there, arrived at the object with the gripper open, and it is where the prior
@@ -104,9 +107,9 @@ class KeyframeSamples(Dataset):
 
     def __init__(self, episodes: list[embedding_cache.EpisodeLatents], readings: list[torch.Tensor],
                  future_goals: int, seed: int, command_weight: int = 1, approach: int = 0,
-                 first: list[int] | None = None):
+                 first: list[int] | None = None, goal_tokens: int | None = None):
         generator = torch.Generator().manual_seed(seed)
-        self.episodes, self.readings = episodes, readings
+        self.episodes, self.readings, self.goal_tokens = episodes, readings, goal_tokens
         self.samples: list[tuple[int, int, int]] = []  # (episode, frame, goal frame)
         deltas, kinds = [], []
         for e, (episode, start) in enumerate(zip(episodes, first or [0] * len(episodes))):
@@ -130,17 +133,20 @@ class KeyframeSamples(Dataset):
     def __getitem__(self, i: int):
         e, t, goal = self.samples[i]
         episode, read = self.episodes[e], self.readings[e]
-        return (episode.z[t].float(), episode.states[t], episode.z[goal].float(), read[t], read[goal],
+        return (episode.z[t].float(), episode.states[t], episode.z[goal, :self.goal_tokens].float(), read[t], read[goal],
                 self.deltas[i], self.kinds[i])
 
 
 def hindsight_samples(cfg: DictConfig, episodes: list[embedding_cache.EpisodeLatents], first: list[int],
-                      read=None) -> KeyframeSamples:
+                      read=None, goal_tokens: int | None = None) -> KeyframeSamples:
     """`cfg.hindsight`'s samples over `episodes` from each one's `first` demonstrated frame, with
-    `read(z)` (the goal-state head) giving each frame's readings (zeros without it)."""
-    readings = [read(ep.z.float()).cpu() if read is not None else torch.zeros_like(ep.states) for ep in episodes]
+    `read(z)` (the goal-state head, on the first `goal_tokens` tokens: the first view) giving each
+    frame's readings (zeros without it)."""
+    readings = [read(ep.z[:, :goal_tokens].float()).cpu() if read is not None else torch.zeros_like(ep.states)
+                for ep in episodes]
     h = cfg.hindsight
-    return KeyframeSamples(episodes, readings, h.future_goals, cfg.seed, h.command_weight, h.approach_steps, first)
+    return KeyframeSamples(episodes, readings, h.future_goals, cfg.seed, h.command_weight, h.approach_steps, first,
+                           goal_tokens)
 
 
 class PriorLoss(torch.nn.Module):
@@ -191,11 +197,17 @@ class SubgoalPriorTraining(Objective):
             raise ValueError(f"{cfg.world_model} has no goal-state head; train one first "
                              "(scripts/train_state_head.py) or set subgoal_prior.reads_state=false")
         def samples(split: str) -> KeyframeSamples:
-            dataset, episodes = demonstrations(cfg, split, wm.resolution)
-            encoded = embedding_cache.episode_latents(dataset, episodes, wm.latents, cfg.cache.dir,
-                                                      cfg.cache.batch_size * 4, self.dist_info.is_main,
-                                                      self.dist_info.device)
-            return hindsight_samples(cfg, encoded, first_demonstrated(dataset, episodes), read)
+            """Hindsight samples over the demonstrations' latents, every camera's tokens one after another."""
+            cameras = [demonstrations(cfg, split, wm.resolution, key)
+                       for key in [cfg.data.camera_key, *cfg.data.extra_camera_keys]]
+            views = [embedding_cache.episode_latents(dataset, episodes, wm.latents, cfg.cache.dir,
+                                                     cfg.cache.batch_size * 4, self.dist_info.is_main,
+                                                     self.dist_info.device) for dataset, episodes in cameras]
+            latents = [embedding_cache.EpisodeLatents(torch.cat([view[i].z for view in views], dim=1),
+                                                      first.states, first.actions) for i, first in enumerate(views[0])]
+            dataset, episodes = cameras[0]
+            return hindsight_samples(cfg, latents, first_demonstrated(dataset, episodes), read,
+                                     goal_tokens=self.prior.cfg.num_tokens)
 
         read = wm.decode_state if self.prior.cfg.reads_state else None
         self.dataset, self.val_data = samples("train"), samples("val")
@@ -208,6 +220,8 @@ class SubgoalPriorTraining(Objective):
         if cfg.subgoal_prior.reads_state:
             raise ValueError("data.observation=environment_state has no goal-state head to read: "
                              "set subgoal_prior.reads_state=false")
+        if cfg.data.extra_camera_keys:
+            raise ValueError("data.observation=environment_state reads no camera: set data.extra_camera_keys=[]")
         sizes = {"num_tokens": 1, "embed_dim": len(ENVIRONMENT_STATE_NAMES), **prior_sizes(cfg)}
         self.saved_config = OmegaConf.create({"subgoal_prior": sizes,
                                               "subgoal_prior_run": OmegaConf.to_container(cfg, resolve=True)})
@@ -257,9 +271,10 @@ def held_out_errors(prior: SubgoalPrior, data: KeyframeSamples, device: torch.de
 
 
 def prior_sizes(cfg: DictConfig) -> dict:
-    """The prior's configured sizes, with one keyframe kind per kind of `cfg.hindsight`'s keyframes."""
+    """The prior's configured sizes, with one keyframe kind per kind of `cfg.hindsight`'s keyframes
+    and a view per camera it reads."""
     return {**OmegaConf.to_container(cfg.subgoal_prior, resolve=True),
-            "kinds": keyframe_kinds(cfg.hindsight.approach_steps)}
+            "kinds": keyframe_kinds(cfg.hindsight.approach_steps), "views": 1 + len(cfg.data.extra_camera_keys)}
 
 
 def train_subgoal_prior(cfg: DictConfig):

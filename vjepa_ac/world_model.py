@@ -218,13 +218,16 @@ class WorldModel(nn.Module):
     @torch.inference_mode()
     def propose_subgoal(self, z_now: torch.Tensor, state_now, z_goal: torch.Tensor) -> torch.Tensor:
         """The subgoal prior's next state on the way to the goal latents: `[B, S]`, the measured state
-        `state_now` `[B, S]` plus the predicted keyframe delta, clamped to the state bounds."""
+        `state_now` `[B, S]` plus the predicted keyframe delta, clamped to the state bounds. With a
+        prior over several views, `z_now` is theirs one after another (`planners.views`) and `z_goal`
+        the first view's; the head reads the first view."""
         if self.subgoal_prior is None:
             raise ValueError("this world model has no subgoal prior (the two-level planner's high level needs "
                              "one): train it with scripts/train_subgoal_prior.py")
         state_now = self._as_tensor(state_now, "state", self.state_dim)
         z_now, z_goal = z_now.to(self.device).float(), z_goal.to(self.device).float()
-        readings = (self.state_head(z_now), self.state_head(z_goal)) if self.subgoal_prior.cfg.reads_state else None
+        first = z_now[:, :self.subgoal_prior.cfg.num_tokens]
+        readings = (self.state_head(first), self.state_head(z_goal)) if self.subgoal_prior.cfg.reads_state else None
         return self.subgoal_prior.propose(z_now, state_now, z_goal, readings)
 
     def rollout(self, z: torch.Tensor, state, actions) -> torch.Tensor:

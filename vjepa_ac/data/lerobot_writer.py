@@ -35,11 +35,12 @@ def vector_feature(names: list[str]) -> dict:
     return {"dtype": "float32", "shape": [len(names)], "names": list(names)}
 
 
-def robot_log_features(camera_key: str, resolution: int, fps: int) -> dict:
-    """The features of our robot logs: one square camera, the 7-D state and action, and the PRIVILEGED
+def robot_log_features(camera_keys: list[str], resolution: int, fps: int) -> dict:
+    """The features of our robot logs: square cameras, the 7-D state and action, and the PRIVILEGED
     environment state that only privileged baselines read (vjepa_ac.state_action)."""
-    return {camera_key: video_feature(resolution, resolution, fps), STATE_KEY: vector_feature(STATE_NAMES),
-            ACTION_KEY: vector_feature(ACTION_NAMES), ENVIRONMENT_STATE_KEY: vector_feature(ENVIRONMENT_STATE_NAMES)}
+    cameras = {key: video_feature(resolution, resolution, fps) for key in camera_keys}
+    return {**cameras, STATE_KEY: vector_feature(STATE_NAMES), ACTION_KEY: vector_feature(ACTION_NAMES),
+            ENVIRONMENT_STATE_KEY: vector_feature(ENVIRONMENT_STATE_NAMES)}
 
 
 class LeRobotWriter:

@@ -192,7 +192,8 @@ def episode_job(job: EpisodeJob) -> tuple[Episode, dict]:
         if mistake:
             policy = envs.ExpertWithMistakes(policy, job.mistake_offset, rng)
         env_seed = int(rng.integers(2**31))
-        episode = record_episode(env, policy, env_seed, info_keys=("environment_state",))
+        views = ("wrist_pixels",) if env.unwrapped.cfg["wrist_camera"] else ()
+        episode = record_episode(env, policy, env_seed, info_keys=("environment_state",), view_keys=views)
         if np.isfinite(episode.states).all():
             if explore or (mistake and policy.takeover is None):
                 takeover = len(episode.states)   # no frame of it is a demonstration
@@ -232,7 +233,10 @@ def control_rate(cfg: DictConfig) -> int:
 
 
 def _env_factory(cfg: DictConfig) -> Callable[[str], gym.Env]:
-    return partial(envs.make_env, resolution=cfg.resolution, **OmegaConf.to_container(cfg.env_overrides))
+    overrides = OmegaConf.to_container(cfg.env_overrides)
+    if cfg.get("wrist_camera_key"):
+        overrides["wrist_camera"] = True
+    return partial(envs.make_env, resolution=cfg.resolution, **overrides)
 
 
 def collect_videos(cfg: DictConfig) -> CollectionStats:
@@ -263,7 +267,8 @@ def collect_robot_logs(cfg: DictConfig) -> CollectionStats:
     if missing:
         raise ValueError(f"task_descriptions lacks {missing}")
     fps = control_rate(cfg)
-    writer = LeRobotWriter(cfg.output_dir, fps, robot_log_features(cfg.camera_key, cfg.resolution, fps),
+    cameras = {cfg.camera_key: "pixels"} | ({cfg.wrist_camera_key: "wrist_pixels"} if cfg.wrist_camera_key else {})
+    writer = LeRobotWriter(cfg.output_dir, fps, robot_log_features(list(cameras), cfg.resolution, fps),
                            robot_type=cfg.robot_type, episodes_per_file=cfg.episodes_per_file)
     total, done = len(cfg.tasks) * cfg.episodes_per_task, writer.num_episodes
     log.info("%d episodes in %s: %d already written, %d to collect with %d workers", total, cfg.output_dir, done,
@@ -277,7 +282,8 @@ def collect_robot_logs(cfg: DictConfig) -> CollectionStats:
                               total=len(jobs), desc="episodes", unit="episode"):
         vectors = {STATE_KEY: episode.states, ACTION_KEY: episode.actions,
                    ENVIRONMENT_STATE_KEY: episode.info["environment_state"]}
-        writer.add_episode({cfg.camera_key: episode.frames}, vectors,
+        frames = {key: episode.frames if view == "pixels" else episode.views[view] for key, view in cameras.items()}
+        writer.add_episode(frames, vectors,
                            task=cfg.task_descriptions[meta["env_task"]], metadata=meta)
         stats.frames += len(episode.frames)
         stats.successes += meta["success"]

@@ -23,6 +23,11 @@ It reads the frozen encoder's latents like the goal-state head (each token proje
 features, the grid flattened in place) for the current frame and the goal, plus the measured state
 and, when the world model has a goal-state head, that head's readings of both frames: the goal
 state it reads and the difference from the present (the planner's `relative` goal state).
+
+With `views` > 1 it also reads the current frame of further cameras (e.g. the wrist camera, where
+the object is ~12 px wide against ~4 in the 64-px front view): `z_now` holds each view's tokens one
+after another, each extra view with its own projection and normalisation. The goal stays the first
+view's single image; the head reads the first view.
 """
 from __future__ import annotations
 
@@ -47,20 +52,43 @@ class SubgoalPriorConfig:
     width: int = 512         # hidden width of the MLP
     reads_state: bool = True  # also input the goal-state head's readings of both frames
     kinds: int = 1           # keyframe kinds told apart (`keyframe_kinds`; 1: one delta, no classification)
+    views: int = 1           # camera views of the current frame (the goal: the first view's image alone)
+    view_dropout: float = 0.0  # in training, the chance that a sample's extra views read as their mean
+
+
+class ViewTokens(nn.Module):
+    """An extra view's tokens `[B, N, D]` -> `[B, N * token_dim]`: normalised per feature, projected.
+    In training, each sample's tokens read as the training mean with probability `dropout`, so the
+    prior learns what the first view tells alone and what the extra view adds to it."""
+
+    def __init__(self, embed_dim: int, token_dim: int, dropout: float = 0.0):
+        super().__init__()
+        self.project = nn.Linear(embed_dim, token_dim)
+        self.dropout = dropout
+        self.register_buffer("token_mean", torch.zeros(embed_dim))
+        self.register_buffer("token_std", torch.ones(embed_dim))
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        z = (z - self.token_mean) / self.token_std
+        if self.training and self.dropout > 0:
+            z = z * (torch.rand(len(z), 1, 1, device=z.device) >= self.dropout)
+        return self.project(z).flatten(1)
 
 
 class SubgoalPrior(nn.Module):
-    """`(z_now [B, N, D], state_now [B, S], z_goal [B, N, D], readings)` -> the next keyframe's state
-    relative to `state_now`, `[B, S]`, in the state's units (normalised inside): the delta of the most
-    likely keyframe kind. `readings` is `(head(z_now), head(z_goal))`, each `[B, S]`, when
-    `reads_state`, else None."""
+    """`(z_now [B, V * N, D], state_now [B, S], z_goal [B, N, D], readings)` -> the next keyframe's
+    state relative to `state_now`, `[B, S]`, in the state's units (normalised inside): the delta of
+    the most likely keyframe kind. `readings` is `(head(z_now), head(z_goal))` of the first view, each
+    `[B, S]`, when `reads_state`, else None."""
 
     def __init__(self, cfg: SubgoalPriorConfig):
         super().__init__()
         self.cfg = cfg
         self.project_now = nn.Linear(cfg.embed_dim, cfg.token_dim)
         self.project_goal = nn.Linear(cfg.embed_dim, cfg.token_dim)
-        inputs = 2 * cfg.num_tokens * cfg.token_dim + cfg.state_dim * (3 if cfg.reads_state else 1)
+        self.extra_views = nn.ModuleList(ViewTokens(cfg.embed_dim, cfg.token_dim, cfg.view_dropout)
+                                         for _ in range(cfg.views - 1))
+        inputs = (cfg.views + 1) * cfg.num_tokens * cfg.token_dim + cfg.state_dim * (3 if cfg.reads_state else 1)
         self.mlp = nn.Sequential(nn.Linear(inputs, cfg.width), nn.GELU(), nn.Linear(cfg.width, cfg.width), nn.GELU(),
                                  nn.Linear(cfg.width, cfg.kinds * (cfg.state_dim + 1)))
         for name, size in (("token_mean", cfg.embed_dim), ("state_mean", cfg.state_dim), ("delta_mean", cfg.state_dim)):
@@ -69,25 +97,29 @@ class SubgoalPrior(nn.Module):
             self.register_buffer(name, torch.ones(size))
 
     def set_stats(self, tokens: torch.Tensor, states: torch.Tensor, deltas: torch.Tensor, min_std: float = 1e-3) -> None:
-        """Input and target normalisation from training latents `[..., D]` (per feature: an environment
-        state's centimetres matter beside its metres), states and keyframe deltas `[..., S]`."""
-        for values, mean, std in ((tokens, self.token_mean, self.token_std), (states, self.state_mean, self.state_std),
-                                  (deltas, self.delta_mean, self.delta_std)):
+        """Input and target normalisation from training latents `[F, V * N, D]` (per feature and view:
+        an environment state's centimetres matter beside its metres), states and keyframe deltas `[..., S]`."""
+        views = tokens.split(self.cfg.num_tokens, dim=1)
+        buffers = [(self.token_mean, self.token_std)] + [(v.token_mean, v.token_std) for v in self.extra_views]
+        stats = [(z, mean, std) for z, (mean, std) in zip(views, buffers, strict=True)]
+        for values, mean, std in stats + [(states, self.state_mean, self.state_std), (deltas, self.delta_mean, self.delta_std)]:
             v = values.reshape(-1, values.shape[-1]).float()
             mean.copy_(v.mean(0))
             std.copy_(scale_or_one(v.std(0), min_std))
 
     def normalized(self, z_now, state_now, z_goal, readings=None) -> tuple[torch.Tensor, torch.Tensor]:
         """Each kind's keyframe delta in training units `[B, K, S]` and the kinds' logits `[B, K]`."""
-        n, d = self.cfg.num_tokens, self.cfg.embed_dim
-        for name, z in (("z_now", z_now), ("z_goal", z_goal)):
-            if z.ndim != 3 or z.shape[1:] != (n, d):
-                raise ValueError(f"the subgoal prior reads {name} [B, {n}, {d}], got {tuple(z.shape)}")
+        n, d, views = self.cfg.num_tokens, self.cfg.embed_dim, self.cfg.views
+        for name, z, tokens in (("z_now", z_now, views * n), ("z_goal", z_goal, n)):
+            if z.ndim != 3 or z.shape[1:] != (tokens, d):
+                raise ValueError(f"the subgoal prior reads {name} [B, {tokens}, {d}], got {tuple(z.shape)}")
         if (readings is not None) != self.cfg.reads_state:
             raise ValueError(f"this subgoal prior {'needs' if self.cfg.reads_state else 'takes no'} goal-state "
                              "head readings")
+        z_now, *z_extra = z_now.split(n, dim=1)
         z_now, z_goal = ((z - self.token_mean) / self.token_std for z in (z_now, z_goal))
         parts = [self.project_now(z_now).flatten(1), self.project_goal(z_goal).flatten(1),
+                 *(view(z) for view, z in zip(self.extra_views, z_extra)),
                  (state_now - self.state_mean) / self.state_std]
         if readings is not None:
             read_now, read_goal = readings
