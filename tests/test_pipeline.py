@@ -21,9 +21,15 @@ TOY = {
     "ARGS_finetune_high": "train.steps=3 train.batch_size=8 optim.warmup_steps=1 train.val_every=2 train.log_every=1",
     "ARGS_state_head": "train.steps=3 train.batch_size=8 optim.warmup_steps=1 train.val_every=2 train.log_every=1",
     "ARGS_state_head_high": "train.steps=3 train.batch_size=8 optim.warmup_steps=1 train.val_every=2 train.log_every=1",
+    "ARGS_collect_prior_logs": "episodes_per_task=3 episodes_per_file=4 num_workers=1",
+    "ARGS_subgoal_prior": "train.steps=3 train.batch_size=8 optim.warmup_steps=1 train.val_every=2 train.log_every=1",
+    "ARGS_subgoal_prior_wrist": "train.steps=3 train.batch_size=8 optim.warmup_steps=1 train.val_every=2 "
+                                "train.log_every=1",
+    "ARGS_subgoal_prior_oracle": "train.steps=3 train.batch_size=8 optim.warmup_steps=1 train.val_every=2 "
+                                 "train.log_every=1",
     "ARGS_eval_dynamics": "eval.max_windows=16",
     "ARGS_benchmark": "episodes=1 tasks=[reach] run_methods=[random,learned_cem,learned_cem_hierarchical,"
-                      "learned_cem_subgoals] num_workers=0 "
+                      "learned_cem_subgoals,learned_cem_prior,learned_cem_prior_wrist] num_workers=0 "
                       "videos_per_cell=0 envs.reach.episode_steps=3",
 }
 
@@ -35,14 +41,17 @@ def test_pipeline_runs_every_stage_and_writes_the_table(tmp_path):
     subprocess.run(["bash", "scripts/pipeline.sh"], cwd=REPO, env=env, check=True, timeout=1800)
     results = json.loads((run / "benchmark" / "results.json").read_text())
     assert {c["method"] for c in results["cells"]} == {"random", "learned_cem", "learned_cem_hierarchical",
-                                                       "learned_cem_subgoals"}
+                                                       "learned_cem_subgoals", "learned_cem_prior",
+                                                       "learned_cem_prior_wrist"}
     assert all(c["episodes"] == 1 for c in results["cells"])
     times = (run / "stage_times.txt").read_text()
     for stage in ("collect_videos", "pretrain", "collect_robot_logs", "finetune", "collect_head_logs", "state_head",
                   "collect_wrist_logs", "finetune_wrist", "wrist_state_head", "finetune_high", "state_head_high",
+                  "collect_prior_logs", "subgoal_prior", "subgoal_prior_wrist", "subgoal_prior_oracle",
                   "eval_dynamics", "benchmark"):
         assert stage in times
     assert (run / "finetune" / "checkpoint" / "model.safetensors").is_file()
     assert "state_head:" in (run / "state_head" / "checkpoint" / "config.yaml").read_text()
     assert "observation.images.wrist" in (run / "wrist_state_head" / "checkpoint" / "config.yaml").read_text()
     assert "frame_stride: 4" in (run / "finetune_high" / "checkpoint" / "config.yaml").read_text()
+    assert "views: 2" in (run / "subgoal_prior_wrist" / "checkpoint" / "config.yaml").read_text()

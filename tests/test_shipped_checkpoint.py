@@ -40,3 +40,18 @@ def test_shipped_subgoal_priors_propose_a_state_from_the_goal_image():
     oracle = load_subgoal_prior(CHECKPOINT.parent / "subgoal_prior_oracle")
     features = [torch.as_tensor(f, dtype=torch.float32)[None, None] for f in (u.privileged_features(), u.goal_features)]
     assert oracle.propose(features[0], state.float(), features[1]).shape == (1, 7)
+
+
+def test_shipped_front_wrist_prior_reads_both_cameras_and_the_front_goal_image():
+    from planners.factory import load_world_model
+
+    front_wrist = CHECKPOINT.parent / "vjepa_ac_tiny_front_wrist"
+    wm = load_world_model({"pixels": str(front_wrist), "wrist_pixels": {"checkpoint": str(front_wrist),
+                                                                        "energy_weight": 0.0}})
+    assert wm.models["pixels"].shares_encoder(WorldModel.from_checkpoint(CHECKPOINT))
+    env = envs.make_env("pick_place", resolution=wm.resolution, wrist_camera=True)
+    obs, info = env.reset(seed=0)
+    now = np.stack([obs["pixels"], obs["wrist_pixels"]])[None]
+    goal = np.stack([info["goal_pixels"], info["goal_wrist_pixels"]])[None]
+    proposal = wm.propose_subgoal(wm.encode(now), torch.as_tensor(obs["state"])[None], wm.encode_goal(goal))
+    assert proposal.shape == (1, 7) and torch.isfinite(proposal).all()
