@@ -54,14 +54,15 @@ stage state_head_high python scripts/train_state_head.py world_model="$RUN/finet
 # one over the logs' environment state (README, "A learned subgoal prior")
 # the learned prior overfits the head logs' 819 calm demonstrations: 2,698 more expert ones took it from 8 to 15 of
 # 20 grasps (README)
-# the wrist camera is recorded beside the front one: the second prior also reads it (PickPlace 15 -> 55 %, README)
+# the wrist camera is recorded beside the front one: the second prior also reads it (PickPlace 15 -> 65 %, README)
 stage collect_prior_logs python scripts/collect_robot_logs.py output_dir="$RUN/prior_logs" episodes_per_task=750 \
   random_fraction=0 'noise_levels=[0.0,0.05,0.1]' seed=1 wrist_camera_key=observation.images.wrist
 stage subgoal_prior python scripts/train_subgoal_prior.py world_model="$RUN/state_head/checkpoint" \
   data.root="$RUN/prior_logs" output_dir="$RUN/subgoal_prior" cache.dir="$RUN/embedding_cache" train.steps=10000 \
   resume=true
 stage subgoal_prior_wrist python scripts/train_subgoal_prior.py world_model="$RUN/state_head/checkpoint" \
-  data.root="$RUN/prior_logs" 'data.extra_camera_keys=[observation.images.wrist]' output_dir="$RUN/subgoal_prior_wrist" \
+  data.root="$RUN/prior_logs" 'data.extra_camera_keys=[observation.images.wrist]' subgoal_prior.token_dim=16 \
+  output_dir="$RUN/subgoal_prior_wrist" \
   cache.dir="$RUN/embedding_cache" train.steps=10000 resume=true
 stage subgoal_prior_oracle python scripts/train_subgoal_prior.py data.root="$RUN/head_logs" \
   data.observation=environment_state subgoal_prior.reads_state=false train.steps=20000 \
