@@ -116,6 +116,8 @@ class MultiViewWorldModel(WorldModelDefaults):
         if views != len(self.views):
             raise ValueError(f"the {self.views[0]} view's subgoal prior reads {views} view(s), not the "
                              f"{len(self.views)} of {list(self.views)}")
+        # the goal's first view by the prior's own token count, not `_parts`: a high-level model proposes
+        # from latents the low-level model encoded, so its own `tokens` is never set
         return lambda z_now, state_now, z_goal: first.propose_subgoal(z_now, state_now, z_goal[:, :prior.cfg.num_tokens])
 
     def _head(self, view: str) -> WorldModel:
