@@ -10,7 +10,7 @@ select_gl_backend()   # before anything imports mujoco
 import gymnasium  # noqa: E402
 
 from envs.config import TASK_IDS, load_task_config  # noqa: E402
-from envs.experts import ExpertWithMistakes, ExpertWithRandomSteps, ScriptedExpert, make_expert  # noqa: E402
+from envs.experts import ExpertWithDetour, ExpertWithMistakes, ExpertWithRandomSteps, ScriptedExpert, make_expert  # noqa: E402
 from envs.manipulation import ManipulationEnv  # noqa: E402
 
 for _task, _env_id in TASK_IDS.items():
@@ -25,5 +25,5 @@ def make_env(task: str, **config) -> gymnasium.Env:
     return gymnasium.make(TASK_IDS[task], **config)
 
 
-__all__ = ["TASK_IDS", "ExpertWithMistakes", "ExpertWithRandomSteps", "ManipulationEnv", "ScriptedExpert",
-           "load_task_config", "make_env", "make_expert"]
+__all__ = ["TASK_IDS", "ExpertWithDetour", "ExpertWithMistakes", "ExpertWithRandomSteps", "ManipulationEnv",
+           "ScriptedExpert", "load_task_config", "make_env", "make_expert"]

@@ -27,11 +27,13 @@ class ScriptedExpert:
         self.rng = rng if rng is not None else np.random.default_rng()
         self.high = self.env.action_space.high.astype(np.float64)
         self.grasp_offset = np.zeros(3)   # where the grasp aims relative to the object (ExpertWithMistakes)
+        self.waypoint: np.ndarray | None = None   # where a reach goes instead of the target (ExpertWithDetour)
 
     def act(self) -> np.ndarray:
         env = self.env
         if env.task.name == "reach":
-            goal, yaw, closure = env.target_pos, None, env.cmd_closure
+            goal = env.target_pos if self.waypoint is None else self.waypoint
+            yaw, closure = None, env.cmd_closure
         else:
             goal, yaw, closure = self._manipulate(env)
         action = self._move(env, goal, yaw, closure)
@@ -164,3 +166,33 @@ class ExpertWithMistakes:
         close = np.zeros_like(self.expert.high, dtype=np.float32)
         close[GRIPPER_DIM] = 1.0 - env.cmd_closure   # command the closure to 1, in place
         return close
+
+
+class ExpertWithDetour:
+    """A scripted Reach `expert` (PRIVILEGED) that first goes to the object as if to grasp it, to a point
+    `height_range` metres (uniform) above the object's centre, as a planner that misread the reach for a
+    grasp would; once there (or after `max_steps`) it is the expert itself and reaches the target.
+    `takeover` is the step from which the actions are the expert's own: the frames before it are no
+    demonstration.
+
+    Why: reach demonstrations that go straight to the target never show the gripper at the object, where
+    the wrist camera sees it large; a subgoal prior learns "object close: grasp it" from the grasps alone
+    and, once its planner strays near the object on a reach, proposes closing on it. From the detour's
+    end the demonstration shows the way back: this goal asks for no grasp, go to the target."""
+
+    def __init__(self, expert: ScriptedExpert, height_range: tuple[float, float], rng: np.random.Generator,
+                 max_steps: int = 20):
+        self.expert, self.max_steps = expert, max_steps
+        self.height = rng.uniform(*height_range)
+        self.steps, self.takeover = 0, None
+
+    def act(self) -> np.ndarray:
+        self.steps += 1
+        env = self.expert.env
+        if self.takeover is None:
+            waypoint = env.object_pos + np.array([0.0, 0.0, self.height])
+            if np.linalg.norm(env.ee_pos - waypoint) > 2 * AT_TOL and self.steps <= self.max_steps:
+                self.expert.waypoint = waypoint
+                return self.expert.act()
+            self.expert.waypoint, self.takeover = None, self.steps - 1
+        return self.expert.act()

@@ -89,16 +89,18 @@ def test_collect_robot_logs_round_trip_and_resume(tmp_path):
         np.testing.assert_allclose(env_state[:, :3], state[:, :3], atol=1e-4)   # the end effector, twice
 
 
-def test_mistaken_grasps_are_logged_with_the_step_the_expert_took_over(tmp_path):
+def test_mistakes_and_detours_are_logged_with_the_step_the_expert_took_over(tmp_path):
     out = tmp_path / "logs"
     collect("collect_robot_logs", [f"output_dir={out}", "episodes_per_task=2", "random_fraction=0", "num_workers=1",
-                                   "mistake_fraction=1", "tasks=[reach,grasp]", "noise_levels=[0.0]"])
+                                   "mistake_fraction=1", "detour_fraction=1", "tasks=[reach,grasp,reach_with_object]",
+                                   "noise_levels=[0.0]"])
     episodes = RobotLogDataset(out, num_steps=2, split="all").meta.episodes
-    grasping = episodes["env_task"] == "grasp"
-    assert episodes["mistake"].tolist() == grasping.tolist()  # reach has no grasp to miss
-    assert (episodes.loc[~grasping, "takeover"] == 0).all()
-    takeover, length = episodes.loc[grasping, "takeover"], episodes.loc[grasping, "length"]
-    assert (takeover > 0).all() and (takeover < length).all()
+    grasping, reaching = episodes["env_task"] == "grasp", episodes["env_task"] == "reach"
+    assert episodes["mistake"].tolist() == grasping.tolist()  # only a grasp can be missed
+    assert episodes["detour"].tolist() == reaching.tolist()   # only a reach detours to the object
+    assert (episodes.loc[~(grasping | reaching), "takeover"] == 0).all()
+    takeover, length = episodes.loc[grasping | reaching, "takeover"], episodes.loc[grasping | reaching, "length"]
+    assert (takeover > 0).all() and (takeover < length).all() and episodes["success"].all()
 
 
 def test_a_second_camera_is_recorded_beside_the_first_with_the_same_episodes(tmp_path):

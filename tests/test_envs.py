@@ -219,6 +219,27 @@ def test_expert_with_mistakes_closes_beside_the_object_then_recovers_as_the_expe
     env.close()
 
 
+def test_expert_with_detour_goes_above_the_object_then_reaches_as_the_expert():
+    env = envs.make_env("reach")
+    u = env.unwrapped
+    for seed in range(3):
+        env.reset(seed=300 + seed)
+        rng = np.random.default_rng(seed)
+        policy = envs.ExpertWithDetour(envs.make_expert(env, rng=rng), (0.04, 0.1), rng)
+        start = np.linalg.norm(u.ee_pos - u.object_pos)
+        arrived = None
+        for step in range(u.max_episode_steps):
+            action = policy.act()
+            if policy.takeover == step:   # this step's action is the expert's own: where the detour ended
+                arrived = u.ee_pos - u.object_pos
+                assert policy.expert.waypoint is None
+            env.step(action)
+        assert policy.takeover is not None and 0 < policy.takeover < u.max_episode_steps
+        assert np.linalg.norm(arrived[:2]) < 0.03 and 0.02 < arrived[2] < 0.12 and np.linalg.norm(arrived) < start
+        assert u.is_success(), f"seed {300 + seed}"
+    env.close()
+
+
 def test_grasped_object_does_not_slip(grasp_env):
     grasp_env.reset(seed=7)
     u = grasp_env.unwrapped

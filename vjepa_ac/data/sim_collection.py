@@ -172,14 +172,18 @@ class EpisodeJob:
     noise_levels: tuple[float, ...]
     mistake_fraction: float = 0.0
     mistake_offset: tuple[float, float] = (0.015, 0.04)
+    detour_fraction: float = 0.0
+    detour_height: tuple[float, float] = (0.04, 0.1)
     max_attempts: int = 5
 
 
 def episode_job(job: EpisodeJob) -> tuple[Episode, dict]:
     """One robot-log episode: a noisy scripted expert or smooth random exploration, chosen by the
     job's seed; on a task whose expert picks the object up, an expert episode is with probability `mistake_fraction` one whose
-    first grasp misses (`envs.ExpertWithMistakes`). The metadata's `takeover` is the first frame whose
-    action is the expert's own (0 but after a mistake; the episode's length for random motion). An
+    first grasp misses (`envs.ExpertWithMistakes`); on Reach, with probability `detour_fraction`, one that
+    first goes above the object as if to grasp it (`envs.ExpertWithDetour`). The metadata's `takeover` is
+    the first frame whose action is the expert's own (0 but after a mistake or a detour; the episode's
+    length for random motion). An
     episode whose states are not finite (an unstable simulation) is re-run from a new seed derived
     from the job, up to `max_attempts` times; the metadata records the attempts."""
     env = worker_env(job.task)
@@ -188,21 +192,26 @@ def episode_job(job: EpisodeJob) -> tuple[Episode, dict]:
         explore = bool(rng.random() < job.random_fraction)
         noise = 0.0 if explore else float(rng.choice(job.noise_levels))
         mistake = not explore and env.unwrapped.task.picks_up and bool(rng.random() < job.mistake_fraction)
+        # drawn only when asked for, so logs collected without detours stay as they were
+        detour = (not explore and env.unwrapped.task.name == "reach" and job.detour_fraction > 0
+                  and bool(rng.random() < job.detour_fraction))
         policy = SmoothRandomPolicy(env.action_space, rng) if explore else _WORKER["make_expert"](env, noise, rng)
         if mistake:
             policy = envs.ExpertWithMistakes(policy, job.mistake_offset, rng)
+        if detour:
+            policy = envs.ExpertWithDetour(policy, job.detour_height, rng)
         env_seed = int(rng.integers(2**31))
         views = ("wrist_pixels",) if env.unwrapped.cfg["wrist_camera"] else ()
         episode = record_episode(env, policy, env_seed, info_keys=("environment_state",), view_keys=views)
         if np.isfinite(episode.states).all():
-            if explore or (mistake and policy.takeover is None):
+            if explore or ((mistake or detour) and policy.takeover is None):
                 takeover = len(episode.states)   # no frame of it is a demonstration
             else:
-                takeover = policy.takeover if mistake else 0
+                takeover = policy.takeover if mistake or detour else 0
             return episode, {"success": episode.success, "success_any": episode.success_any,
                              "policy": "random" if explore else "expert", "noise": noise, "env_task": job.task,
                              "env_seed": env_seed, "job_index": job.index, "attempts": attempt + 1,
-                             "mistake": mistake, "takeover": takeover}
+                             "mistake": mistake, "detour": detour, "takeover": takeover}
     raise RuntimeError(f"episode job {job.index} ({job.task}): non-finite states in all {job.max_attempts} attempts")
 
 
@@ -275,7 +284,8 @@ def collect_robot_logs(cfg: DictConfig) -> CollectionStats:
              max(total - done, 0), cfg.num_workers)
     jobs = [EpisodeJob(index=i, task=cfg.tasks[i % len(cfg.tasks)], seed=cfg.seed,
                        random_fraction=cfg.random_fraction, noise_levels=tuple(cfg.noise_levels),
-                       mistake_fraction=cfg.mistake_fraction, mistake_offset=tuple(cfg.mistake_offset))
+                       mistake_fraction=cfg.mistake_fraction, mistake_offset=tuple(cfg.mistake_offset),
+                       detour_fraction=cfg.detour_fraction, detour_height=tuple(cfg.detour_height))
             for i in range(done, total)]
     start, stats = time.perf_counter(), CollectionStats(len(jobs), 0, 0.0)
     for episode, meta in tqdm(parallel_map(episode_job, jobs, cfg.num_workers, _env_factory(cfg), envs.make_expert),
