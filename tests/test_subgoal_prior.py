@@ -82,6 +82,18 @@ def test_prior_checks_its_inputs():
         prior(z, state, z)
 
 
+def test_the_change_input_reads_the_goal_minus_the_present():
+    prior = SubgoalPrior(SubgoalPriorConfig(num_tokens=4, embed_dim=8, reads_state=False, reads_change=True))
+    with torch.no_grad():   # silence the frames' own projections: only the change term reads the tokens
+        for layer in (prior.project_now, prior.project_goal):
+            layer.weight.zero_()
+            layer.bias.zero_()
+    torch.manual_seed(0)
+    z_now, z_goal, state, shift = torch.randn(2, 4, 8), torch.randn(2, 4, 8), torch.zeros(2, 7), torch.randn(2, 4, 8)
+    torch.testing.assert_close(prior(z_now + shift, state, z_goal + shift), prior(z_now, state, z_goal))
+    assert not torch.allclose(prior(z_now, state, z_goal + shift), prior(z_now, state, z_goal))
+
+
 def test_an_extra_view_drops_out_in_training_only():
     prior = SubgoalPrior(SubgoalPriorConfig(num_tokens=4, embed_dim=8, reads_state=False, views=2, view_dropout=0.5))
     z_wrist = torch.randn(400, 4, 8)

@@ -28,6 +28,11 @@ With `views` > 1 it also reads the current frame of further cameras (e.g. the wr
 the object is ~12 px wide against ~4 in the 64-px front view): `z_now` holds each view's tokens one
 after another, each extra view with its own projection and normalisation. The goal stays the first
 view's single image; the head reads the first view.
+
+With `reads_change` it also reads the first view's goal tokens minus its current tokens through
+their own projection: where the scene changes between now and the goal. A reach's goal image and a
+pick-and-place's last frame both show the gripper open and hovering; only whether the ~4-px object
+moved tells a reach from a place.
 """
 from __future__ import annotations
 
@@ -54,6 +59,7 @@ class SubgoalPriorConfig:
     kinds: int = 1           # keyframe kinds told apart (`keyframe_kinds`; 1: one delta, no classification)
     views: int = 1           # camera views of the current frame (the goal: the first view's image alone)
     view_dropout: float = 0.0  # in training, the chance that a sample's extra views read as their mean
+    reads_change: bool = False  # also read the first view's goal tokens minus its current tokens (own projection)
 
 
 class ViewTokens(nn.Module):
@@ -88,7 +94,9 @@ class SubgoalPrior(nn.Module):
         self.project_goal = nn.Linear(cfg.embed_dim, cfg.token_dim)
         self.extra_views = nn.ModuleList(ViewTokens(cfg.embed_dim, cfg.token_dim, cfg.view_dropout)
                                          for _ in range(cfg.views - 1))
-        inputs = (cfg.views + 1) * cfg.num_tokens * cfg.token_dim + cfg.state_dim * (3 if cfg.reads_state else 1)
+        inputs = ((cfg.views + 1 + cfg.reads_change) * cfg.num_tokens * cfg.token_dim
+                  + cfg.state_dim * (3 if cfg.reads_state else 1))
+        self.project_change = nn.Linear(cfg.embed_dim, cfg.token_dim) if cfg.reads_change else None
         self.mlp = nn.Sequential(nn.Linear(inputs, cfg.width), nn.GELU(), nn.Linear(cfg.width, cfg.width), nn.GELU(),
                                  nn.Linear(cfg.width, cfg.kinds * (cfg.state_dim + 1)))
         for name, size in (("token_mean", cfg.embed_dim), ("state_mean", cfg.state_dim), ("delta_mean", cfg.state_dim)):
@@ -120,6 +128,7 @@ class SubgoalPrior(nn.Module):
         z_now, z_goal = ((z - self.token_mean) / self.token_std for z in (z_now, z_goal))
         parts = [self.project_now(z_now).flatten(1), self.project_goal(z_goal).flatten(1),
                  *(view(z) for view, z in zip(self.extra_views, z_extra)),
+                 *([self.project_change(z_goal - z_now).flatten(1)] if self.project_change is not None else []),
                  (state_now - self.state_mean) / self.state_std]
         if readings is not None:
             read_now, read_goal = readings
