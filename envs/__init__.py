@@ -10,7 +10,8 @@ select_gl_backend()   # before anything imports mujoco
 import gymnasium  # noqa: E402
 
 from envs.config import TASK_IDS, load_task_config  # noqa: E402
-from envs.experts import ExpertWithDetour, ExpertWithMistakes, ExpertWithRandomSteps, ScriptedExpert, make_expert  # noqa: E402
+from envs.experts import (ExpertWithDetour, ExpertWithMistakes, ExpertWithRandomSteps, ScriptedExpert,  # noqa: E402
+                          make_expert)
 from envs.manipulation import ManipulationEnv  # noqa: E402
 
 for _task, _env_id in TASK_IDS.items():

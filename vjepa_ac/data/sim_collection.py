@@ -200,14 +200,15 @@ def episode_job(job: EpisodeJob) -> tuple[Episode, dict]:
             policy = envs.ExpertWithMistakes(policy, job.mistake_offset, rng)
         if detour:
             policy = envs.ExpertWithDetour(policy, job.detour_height, rng)
+        handed_over = mistake or detour   # a wrapper whose `takeover` is where the expert's own actions begin
         env_seed = int(rng.integers(2**31))
         views = ("wrist_pixels",) if env.unwrapped.cfg["wrist_camera"] else ()
         episode = record_episode(env, policy, env_seed, info_keys=("environment_state",), view_keys=views)
         if np.isfinite(episode.states).all():
-            if explore or ((mistake or detour) and policy.takeover is None):
+            if explore or (handed_over and policy.takeover is None):
                 takeover = len(episode.states)   # no frame of it is a demonstration
             else:
-                takeover = policy.takeover if mistake or detour else 0
+                takeover = policy.takeover if handed_over else 0
             return episode, {"success": episode.success, "success_any": episode.success_any,
                              "policy": "random" if explore else "expert", "noise": noise, "env_task": job.task,
                              "env_seed": env_seed, "job_index": job.index, "attempts": attempt + 1,
