@@ -64,6 +64,8 @@ def test_frames_before_the_expert_took_over_are_no_samples():
     samples = KeyframeSamples([episode, episode], [torch.zeros(12, 7)] * 2, future_goals=1, seed=0, first=[0, 7])
     frames = {e: {t for f, t, _ in samples.samples if f == e} for e in (0, 1)}
     assert frames == {0: set(range(11)), 1: set(range(7, 11))}
+    # the first-frame read validation scores: each episode's first demonstrated frame toward its last
+    assert [samples.samples[i] for i in samples.first_reads] == [(0, 0, 11), (1, 7, 11)]
 
 
 def _goes_to(states, commands, t, goal, keyframe: int, kind: int, **kwargs) -> bool:

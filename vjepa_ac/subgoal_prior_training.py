@@ -111,11 +111,14 @@ class KeyframeSamples(Dataset):
         generator = torch.Generator().manual_seed(seed)
         self.episodes, self.readings, self.goal_tokens = episodes, readings, goal_tokens
         self.samples: list[tuple[int, int, int]] = []  # (episode, frame, goal frame)
+        self.first_reads: list[int] = []  # per episode, the sample of its first frame toward its last
         deltas, kinds = [], []
         for e, (episode, start) in enumerate(zip(episodes, first or [0] * len(episodes))):
             last = len(episode.states) - 1
             commands = gripper_commands(episode.actions)
             command_steps = {c for c, _ in commands}
+            if start < last:
+                self.first_reads.append(len(self.samples))
             for t in range(start, last):
                 goals = [last] + torch.randint(t + 1, last + 1, (future_goals,), generator=generator).tolist()
                 for goal in goals * (command_weight if t in command_steps else 1):
@@ -244,25 +247,35 @@ class SubgoalPriorTraining(Objective):
         return {k: all_reduce_mean(torch.tensor(v)).item() for k, v in errors.items()}
 
 
+def _predict(prior: SubgoalPrior, data: KeyframeSamples, indices: list[int], device: torch.device):
+    """The prior's keyframe deltas and kinds for `data`'s samples `indices`, and the samples' own."""
+    *batch, kinds = [torch.stack(column).to(device) for column in zip(*(data[int(i)] for i in indices))]
+    z_now, state_now, z_goal, read_now, read_goal, deltas = (t.float() for t in batch)
+    readings = (read_now, read_goal) if prior.cfg.reads_state else None
+    return *prior.predict(z_now, state_now, z_goal, readings), deltas, kinds
+
+
 @torch.no_grad()
 def held_out_errors(prior: SubgoalPrior, data: KeyframeSamples, device: torch.device, batch_size: int,
                     max_batches: int, kind_names: list[str]) -> dict[str, float]:
     """Keyframe position error (cm; median and 90th percentile: the hard frames, where a phase ends),
     mean closure error and keyframe-kind accuracy over `max_batches` batches of a seeded shuffle of
-    `data`; and the median error and accuracy of each kind (`kind_names`) the batches hold: how well
-    the prior predicts each phase of a manipulation."""
+    `data`; the median error and accuracy of each kind (`kind_names`) the batches hold: how well
+    the prior predicts each phase of a manipulation; and the kind accuracy at every episode's first
+    frame toward its last (`first_frame_kind_accuracy`): the read a planner makes at an episode's
+    start, where only the goal image tells a reach from a pick (most frames' kinds follow from the
+    frame itself, so the overall accuracy hides this one)."""
     prior.eval()
     order = torch.randperm(len(data), generator=torch.Generator().manual_seed(0))[:batch_size * max_batches]
-    *batch, kinds = [torch.stack(column).to(device) for column in zip(*(data[int(i)] for i in order))]
-    z_now, state_now, z_goal, read_now, read_goal, deltas = (t.float() for t in batch)
-    readings = (read_now, read_goal) if prior.cfg.reads_state else None
-    predicted, predicted_kinds = prior.predict(z_now, state_now, z_goal, readings)
+    predicted, predicted_kinds, deltas, kinds = _predict(prior, data, order.tolist(), device)
+    _, first_kinds, _, first_targets = _predict(prior, data, data.first_reads, device)
     error, right = predicted - deltas, (predicted_kinds == kinds).float()
     prior.train()
     cm = error[:, list(POSITION_DIMS)].norm(dim=-1) * 100
     errors = {"val/keyframe_cm_median": cm.median().item(), "val/keyframe_cm_p90": cm.quantile(0.9).item(),
               "val/keyframe_gripper_mae": error[:, GRIPPER_DIM].abs().mean().item(),
-              "val/keyframe_kind_accuracy": right.mean().item()}
+              "val/keyframe_kind_accuracy": right.mean().item(),
+              "val/first_frame_kind_accuracy": (first_kinds == first_targets).float().mean().item()}
     for kind, name in enumerate(kind_names):
         if (kinds == kind).any():
             errors |= {f"val/{name}_cm_median": cm[kinds == kind].median().item(),
