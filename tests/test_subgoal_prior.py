@@ -19,7 +19,7 @@ from vjepa_ac.state_action import STATE_HIGH, STATE_LOW
 from vjepa_ac.models.subgoal_prior import (SubgoalPrior, SubgoalPriorConfig, gripper_commands, keyframe_delta,
                                            keyframe_kind_names, keyframe_kinds)
 from vjepa_ac.embedding_cache import EpisodeLatents
-from vjepa_ac.subgoal_prior_training import KeyframeSamples, train_subgoal_prior
+from vjepa_ac.subgoal_prior_training import KeyframeSamples, held_out_errors, train_subgoal_prior
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURE = ROOT / "tests" / "fixtures" / "lerobot_v30_tiny"
@@ -66,6 +66,24 @@ def test_frames_before_the_expert_took_over_are_no_samples():
     assert frames == {0: set(range(11)), 1: set(range(7, 11))}
     # the first-frame read validation scores: each episode's first demonstrated frame toward its last
     assert [samples.samples[i] for i in samples.first_reads] == [(0, 0, 11), (1, 7, 11)]
+
+
+def test_validation_scores_the_kind_read_at_each_episodes_first_frame():
+    """`val/first_frame_kind_accuracy` is the kind accuracy over every episode's first frame toward its last,
+    whatever the batch size it is computed in."""
+    torch.manual_seed(0)
+    actions = torch.zeros(12, 7)
+    actions[5, 6] = 1.0  # a close at step 5: first frames head for it (kind 0), not for the goal
+    episodes = [EpisodeLatents(torch.randn(12, 1, 7), torch.cumsum(torch.full((12, 7), 0.01), 0), actions)
+                for _ in range(5)]
+    samples = KeyframeSamples(episodes, [torch.zeros(12, 7)] * 5, future_goals=1, seed=0)
+    prior = SubgoalPrior(SubgoalPriorConfig(num_tokens=1, embed_dim=7, reads_state=False, kinds=keyframe_kinds(0)))
+    first = [samples[i] for i in samples.first_reads]
+    z_now, state, z_goal = (torch.stack([s[k] for s in first]) for k in (0, 1, 2))
+    expected = (prior.predict(z_now, state, z_goal)[1] == torch.stack([s[6] for s in first])).float().mean().item()
+    for batch_size in (2, 64):
+        errors = held_out_errors(prior, samples, torch.device("cpu"), batch_size, 1, keyframe_kind_names(0))
+        assert errors["val/first_frame_kind_accuracy"] == pytest.approx(expected)
 
 
 def _goes_to(states, commands, t, goal, keyframe: int, kind: int, **kwargs) -> bool:

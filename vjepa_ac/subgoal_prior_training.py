@@ -268,14 +268,17 @@ def held_out_errors(prior: SubgoalPrior, data: KeyframeSamples, device: torch.de
     prior.eval()
     order = torch.randperm(len(data), generator=torch.Generator().manual_seed(0))[:batch_size * max_batches]
     predicted, predicted_kinds, deltas, kinds = _predict(prior, data, order.tolist(), device)
-    _, first_kinds, _, first_targets = _predict(prior, data, data.first_reads, device)
+    first_right = []  # in batches: every val episode's first frame at once could be many latents
+    for i in range(0, len(data.first_reads), batch_size):
+        _, first_kinds, _, first_targets = _predict(prior, data, data.first_reads[i:i + batch_size], device)
+        first_right.append((first_kinds == first_targets).float())
     error, right = predicted - deltas, (predicted_kinds == kinds).float()
     prior.train()
     cm = error[:, list(POSITION_DIMS)].norm(dim=-1) * 100
     errors = {"val/keyframe_cm_median": cm.median().item(), "val/keyframe_cm_p90": cm.quantile(0.9).item(),
               "val/keyframe_gripper_mae": error[:, GRIPPER_DIM].abs().mean().item(),
               "val/keyframe_kind_accuracy": right.mean().item(),
-              "val/first_frame_kind_accuracy": (first_kinds == first_targets).float().mean().item()}
+              "val/first_frame_kind_accuracy": torch.cat(first_right).mean().item()}
     for kind, name in enumerate(kind_names):
         if (kinds == kind).any():
             errors |= {f"val/{name}_cm_median": cm[kinds == kind].median().item(),
