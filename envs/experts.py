@@ -179,7 +179,7 @@ class ExpertWithDetour:
     the wrist camera sees it large; a subgoal prior learns "object close: grasp it" from the grasps alone
     and, once its planner strays near the object on a reach, proposes closing on it. From the detour's
     end the demonstration shows the way back: this goal asks for no grasp, go to the target. (Tried for the
-    wrist prior's Reach: no gain; README, "The prior also reads the wrist camera".)"""
+    wrist prior's Reach: no gain; docs/experiments.md, "The prior also reads the wrist camera".)"""
 
     def __init__(self, expert: ScriptedExpert, height_range: tuple[float, float], rng: np.random.Generator,
                  max_steps: int = 20):

@@ -52,9 +52,6 @@ def hold_small_gripper_changes(goal: torch.Tensor, state_now: torch.Tensor, dead
     return goal
 
 
-GOAL_STATES = ("absolute", "relative")  # how the state energy's goal is read (Planner, goal_state)
-
-
 class Planner:
     """Base class of all planners:
     `plan(world_model, z_now [1, N, D], state_now [1, S], z_goal [1, N, D]) -> actions [H, A]`.
@@ -71,9 +68,9 @@ class Planner:
     positions) of the state integrated along the plan (`state + cumulative actions`, as the world
     model integrates it; "final" or "sum" like the latent energy), where the goal state is read from
     the goal latent by the world model's goal-state head (`decode_state`; see
-    vjepa_ac/models/state_head.py). With `goal_state: relative` the goal state is the measured state
-    plus the head's difference between the goal and the current latents, so the head's own bias
-    cancels as the frame approaches the goal image ("absolute": the head's reading of the goal). On the
+    vjepa_ac/models/state_head.py) relative to the present: the measured state plus the head's
+    difference between the goal and the current latents, so the head's own bias cancels as the frame
+    approaches the goal image (its absolute reading of the goal was tried and lost: docs/experiments.md). On the
     gripper closure the term is physical rather than literal: a closure change the head reads smaller
     than `gripper_deadband` counts as "hold" (`hold_small_gripper_changes`), and closing past the goal's
     closure counts as reaching it (`stop_at_goal_closure`: an object between the fingers stops them), and
@@ -95,7 +92,6 @@ class Planner:
         latent_weight: float = 1.0,
         state_weight: float = 0.0,
         state_dims: Sequence[int] = POSITION_DIMS,
-        goal_state: str = "absolute",
         gripper_deadband: float = 0.0,
         grasp_radius: float | None = None,
         goal_state_memory: float = 0.0,
@@ -114,8 +110,6 @@ class Planner:
                              f"got {action_cost}, {latent_weight}, {state_weight}, {gripper_deadband}, {grasp_radius}")
         if not 0 <= goal_state_memory < 1:
             raise ValueError(f"goal_state_memory must be in [0, 1), got {goal_state_memory}")
-        if goal_state not in GOAL_STATES:
-            raise ValueError(f"goal_state must be one of {GOAL_STATES}, got {goal_state!r}")
         if energy not in ENERGY_REDUCTIONS:
             raise ValueError(f"energy must be one of {ENERGY_REDUCTIONS}, got {energy!r}")
         bad = [d for d in (*frozen_dims, *state_dims) if not 0 <= d < low.numel()]
@@ -130,7 +124,7 @@ class Planner:
         self.action_cost = action_cost
         self.latent_weight = latent_weight
         self.cost_dims = ~self.frozen  # dims the action cost counts (sampling planners drop the gripper)
-        self.state_weight, self.state_dims, self.goal_state_mode = state_weight, list(state_dims), goal_state
+        self.state_weight, self.state_dims = state_weight, list(state_dims)
         self.gripper_deadband, self.grasp_radius = gripper_deadband, grasp_radius
         self.goal_state: torch.Tensor | None = None  # [1, S], read once per plan when state_weight > 0 (deadband applied)
         self.fixed_goal_state: torch.Tensor | None = None  # [1, S] given by `fix_goal_state` instead
@@ -257,15 +251,14 @@ class Planner:
 
     def _read_goal_state(self, world_model: WorldModel, z_now: torch.Tensor, state_now: torch.Tensor,
                          z_goal: torch.Tensor) -> torch.Tensor:
-        """The goal's state [1, S] from the world model's goal-state head (see `goal_state`)."""
+        """The goal's state [1, S]: the measured state plus the goal-state head's difference between the
+        goal and the current latents (so the head's bias cancels near the goal)."""
         decode = getattr(world_model, "decode_state", None)
         if decode is None:
             raise ValueError(f"state_weight > 0 needs a world model with a goal-state head (decode_state); "
                              f"{type(world_model).__name__} has none")
-        goal = decode(z_goal).detach().float().cpu()
-        if self.goal_state_mode == "relative":
-            goal = state_now.float().cpu() + goal - decode(z_now).detach().float().cpu()
-        return goal
+        difference = decode(z_goal).detach().float().cpu() - decode(z_now).detach().float().cpu()
+        return state_now.float().cpu() + difference
 
     def _clip(self, actions: torch.Tensor) -> torch.Tensor:
         """Clip to the bounds and put the frozen dimensions at their fixed value."""

@@ -26,7 +26,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from planners.factory import build_method, check_method, is_privileged, method_subgoals
+from planners.factory import (build_method, check_method, is_privileged, method_subgoals, predicts_latents,
+                              resolve_methods)
 from planners.media import plot_energies, write_episode_video
 from planners.mpc import run_episode
 from vjepa_ac.files import write_json
@@ -112,7 +113,7 @@ def run_job(cfg: dict, job: Job, out: str, make_env: Callable, make_expert: Call
         stem = Path(out) / "videos" / f"{job.task}_{job.method}_seed{job.seed}"
         stem.parent.mkdir(parents=True, exist_ok=True)
         write_episode_video(result, stem.with_suffix(".mp4"), fps=int(cfg["envs"][job.task].get("control_hz", 5)))
-        title = f"{job.task}, {method_label(job.method, summary['privileged'], method.get('goals', 'final'))}, seed {job.seed}"
+        title = f"{job.task}, {method_label(cell_kind(job.method, method))}, seed {job.seed}"
         plot_energies(result, stem.with_suffix(".png"), title=title)
     write_json(episode_path(Path(out), job), summary)
     t = result.time_per_action()
@@ -190,17 +191,27 @@ def collect_results(cfg: dict, out: Path) -> dict:
         for method in cfg["run_methods"]:
             paths = [episode_path(out, j) for j in jobs if (j.task, j.method) == (task, method)]
             episodes = [e for e in map(read_episode, paths) if e is not None]
-            cells.append({"task": task, "method": method, "privileged": is_privileged(cfg["methods"][method]),
-                          "goals": cfg["methods"][method].get("goals", "final"),
+            cells.append({"task": task, **cell_kind(method, cfg["methods"][method]),
                           **summarize_cell(episodes, cfg["task_distance"][task])})
     return {"config": cfg, "cells": cells}
 
 
-def method_label(method: str, privileged: bool, goals: str = "final") -> str:
-    """The method's name as tables and plots show it: privileged baselines and the subgoal mode
-    are said in words."""
-    notes = [note for note, on in (("privileged", privileged), ("with subgoal images", goals == "subgoals")) if on]
-    return f"{method} ({', '.join(notes)})" if notes else method
+def cell_kind(name: str, method: dict) -> dict:
+    """What a table says about a method beside its name: privileged, its goal mode, and whether a learned
+    planner's energy ignores its predictor (`predictor_unused`: a baseline of the world model)."""
+    privileged = is_privileged(method)
+    return {"method": name, "privileged": privileged, "goals": method.get("goals", "final"),
+            "predictor_unused": method["kind"] == "planner" and not privileged and not predicts_latents(method)}
+
+
+def method_label(cell: dict) -> str:
+    """The method's name as tables and plots show it (from a `cell_kind` dict or a results cell):
+    privileged baselines, learned planners that never call their predictor, and the subgoal mode are
+    said in words."""
+    notes = [note for note, on in (("privileged", cell["privileged"]),
+                                   ("no predictor in the energy", cell.get("predictor_unused", False)),
+                                   ("with subgoal images", cell.get("goals", "final") == "subgoals")) if on]
+    return f"{cell['method']} ({', '.join(notes)})" if notes else cell["method"]
 
 
 def markdown_table(results: dict) -> str:
@@ -211,12 +222,38 @@ def markdown_table(results: dict) -> str:
     for c in results["cells"]:
         lo, hi = c["success_ci95"]
         lines.append(
-            f"| {c['task']} | {method_label(c['method'], c['privileged'], c.get('goals', 'final'))} | "
+            f"| {c['task']} | {method_label(c)} | "
             f"{100 * c['success']:.0f} % [{100 * lo:.0f}, {100 * hi:.0f}] (n={c['episodes']}) | "
             f"{100 * c['success_any']:.0f} % | {fmt(c['mean_steps_to_success'], '.1f')} | "
             f"{fmt(c['plan_s_median'], '.3f')} / {fmt(c['plan_s_p95'], '.3f')} / {fmt(c.get('plan_s_mean'), '.3f')} | "
             f"{fmt(c['final_distance_mean'], '.3f')} ({c['distance_key']}) |")
     return "\n".join(lines) + "\n"
+
+
+def summary_table(results: dict) -> str:
+    """One row per method, one column per task: success at the end of the budget with its Wilson 95 %
+    interval and count, and the slowest task's median planning time per action."""
+    tasks = list(dict.fromkeys(c["task"] for c in results["cells"]))
+    lines = [f"| method | {' | '.join(tasks)} | plan s/action (median, slowest task) |",
+             "|---|" + "---|" * (len(tasks) + 1)]
+    for method in dict.fromkeys(c["method"] for c in results["cells"]):
+        cells = {c["task"]: c for c in results["cells"] if c["method"] == method}
+        rates = []
+        for task in tasks:
+            c = cells[task]
+            lo, hi = c["success_ci95"]
+            wins = round(c["success"] * c["episodes"])
+            rates.append(f"{100 * c['success']:.0f} % [{100 * lo:.0f}, {100 * hi:.0f}] ({wins}/{c['episodes']})")
+        times = [c["plan_s_median"] for c in cells.values() if c["plan_s_median"] is not None]
+        slowest = f"{max(times):.3f}" if times else "-"
+        lines.append(f"| {method_label(next(iter(cells.values())))} | {' | '.join(rates)} | {slowest} |")
+    return "\n".join(lines) + "\n"
+
+
+def results_markdown(results: dict) -> str:
+    """results.md: the summary (a row per method) over the table of every cell."""
+    return ("Success at the end of the budget, 95 % Wilson interval (successes/episodes):\n\n"
+            + summary_table(results) + "\nEvery cell:\n\n" + markdown_table(results))
 
 
 def plot_success(results: dict, path: Path) -> None:
@@ -227,15 +264,16 @@ def plot_success(results: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     tasks = list(dict.fromkeys(c["task"] for c in results["cells"]))
-    methods = list(dict.fromkeys((c["method"], c["privileged"], c.get("goals", "final")) for c in results["cells"]))
+    methods = list(dict.fromkeys(c["method"] for c in results["cells"]))
     width = 0.8 / len(methods)
     fig, ax = plt.subplots(figsize=(3.8 + 1.6 * len(tasks), 3.8))
-    for i, (method, privileged, goals) in enumerate(methods):
+    for i, method in enumerate(methods):
         cells = [next(c for c in results["cells"] if c["task"] == t and c["method"] == method) for t in tasks]
+        privileged, goals = cells[0]["privileged"], cells[0].get("goals", "final")
         x = np.arange(len(tasks)) + (i - (len(methods) - 1) / 2) * width
         rates = np.array([c["success"] for c in cells])
         err = np.array([[r - c["success_ci95"][0], c["success_ci95"][1] - r] for r, c in zip(rates, cells)]).T
-        ax.bar(x, 100 * rates, width, yerr=100 * err, capsize=3, label=method_label(method, privileged, goals),
+        ax.bar(x, 100 * rates, width, yerr=100 * err, capsize=3, label=method_label(cells[0]),
                hatch=("//" if privileged else "") + (".." if goals == "subgoals" else "") or None)
     ax.set_xticks(np.arange(len(tasks)), tasks)
     ax.set_ylabel("success at end (%), 95 % CI")
@@ -265,11 +303,12 @@ def plan_config(cfg: dict) -> dict:
 
 def run_benchmark(cfg: dict, out: Path, make_env: Callable, make_expert: Callable) -> dict:
     """Validate, run what is missing, aggregate; writes results.json, results.md and success.png."""
+    cfg = {**cfg, "methods": resolve_methods(cfg["methods"])}
     validate_config(cfg)
     out.mkdir(parents=True, exist_ok=True)
     run_jobs(cfg, out, make_env, make_expert)
     results = collect_results(cfg, out)
     write_json(out / "results.json", results)
-    (out / "results.md").write_text(markdown_table(results))
+    (out / "results.md").write_text(results_markdown(results))
     plot_success(results, out / "success.png")
     return results

@@ -18,7 +18,9 @@ playing each macro-action step by step), macro_steps, planner (over macro-action
 `planner` is then the low level. With `high_level.planner: null` there is no high-level search: the
 high-level world model is a checkpoint with a subgoal prior (scripts/train_subgoal_prior.py) that
 proposes the next state every macro_steps control steps; for "oracle", `prior` names the privileged
-prior's checkpoint (trained on the logs' environment state). Scripts and the benchmark build every method here and nowhere else.
+prior's checkpoint (trained on the logs' environment state). A method with `like: <other method>` is
+that method with its own keys merged over it (dicts key by key: `resolve_methods`), so an ablation
+names only what it changes. Scripts and the benchmark build every method here and nowhere else.
 """
 from __future__ import annotations
 
@@ -88,12 +90,45 @@ def load_world_model(source: str | Mapping[str, str], env=None, device: str = "c
     return LearnedWorldModel.from_checkpoint(source, device=device).eval()
 
 
+def merged(base: Mapping, override: Mapping) -> dict:
+    """`base` with `override`'s keys over it; where both hold a dict, they merge key by key."""
+    out = dict(base)
+    for key, value in override.items():
+        both_dicts = isinstance(value, Mapping) and isinstance(out.get(key), Mapping)
+        out[key] = merged(out[key], value) if both_dicts else value
+    return out
+
+
+def resolve_methods(methods: Mapping[str, Mapping]) -> dict[str, dict]:
+    """Every method with its `like: <other method>` chain merged in (`merged`), failing on an unknown
+    name or a cycle. Interpolations were resolved where they are written, before this."""
+    def resolve(name: str, chain: tuple[str, ...]) -> dict:
+        if name in chain:
+            raise ValueError(f"methods.{chain[0]}: `like` loops through {' -> '.join((*chain, name))}")
+        method = dict(methods[name])
+        base = method.pop("like", None)
+        if base is None:
+            return method
+        if base not in methods:
+            raise ValueError(f"methods.{name}.like names {base!r}, not one of methods {sorted(methods)}")
+        return merged(resolve(base, (*chain, name)), method)
+
+    return {name: resolve(name, ()) for name in methods}
+
+
 def is_privileged(method: Mapping) -> bool:
     """Does the method read simulator state (the expert, or a planner over the oracle at either level)?"""
     if method["kind"] == "expert":
         return True
     high_level = method.get("high_level") or {}
     return method["kind"] == "planner" and ORACLE in (method["world_model"], high_level.get("world_model"))
+
+
+def predicts_latents(method: Mapping) -> bool:
+    """Does the method's energy depend on latents its world model predicts? False for a learned planner
+    with `latent_weight: 0` (its energy is the state term on `state + actions`, the predictor is never
+    called): a baseline of the world model, labelled as such like a privileged one."""
+    return method["kind"] == "planner" and (method.get("planner") or {}).get("latent_weight", 1.0) > 0
 
 
 def check_method(name: str, method: Mapping) -> None:

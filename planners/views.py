@@ -12,8 +12,8 @@ Why a view that is only read: a goal-state head (vjepa_ac/models/state_head.py) 
 state from a goal image, and some dimensions show best in another camera. At 64 px the front camera
 shows the gripper fingers ~1 px wide, so it cannot tell a gripper closed on an object on the table
 from an open one; the wrist camera shows them large. `state_dims` of a later view replace those
-dimensions of the first view's reading with its own head's (README, "Reading the gripper from the
-wrist view").
+dimensions of the first view's reading with its own head's (docs/experiments.md, "What limits
+grasping with subgoal images?").
 """
 from __future__ import annotations
 

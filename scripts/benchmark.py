@@ -9,16 +9,20 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 import envs
-from planners.benchmark import run_benchmark
+from planners.benchmark import run_benchmark, summary_table
 
 log = logging.getLogger("benchmark")
 
 
 @hydra.main(config_path="../configs", config_name="benchmark", version_base=None)
 def main(cfg: DictConfig) -> None:
-    run_benchmark(OmegaConf.to_container(cfg, resolve=True), Path(cfg.output_dir), envs.make_env, envs.make_expert)
-    log.info("results in %s (results.json, results.md, success.png, videos/)", cfg.output_dir)
-    print((Path(cfg.output_dir) / "results.md").read_text())
+    out = Path(cfg.output_dir)
+    results = run_benchmark(OmegaConf.to_container(cfg, resolve=True), out, envs.make_env, envs.make_expert)
+    log.info("results in %s (results.json, results.md, success.png, videos/)", out)
+    print(f"\nSuccess at the end of the budget, seeds {cfg.seed}-{cfg.seed + cfg.episodes - 1}, 95 % Wilson "
+          f"interval (successes/episodes):\n\n{summary_table(results)}")
+    print(f"Every cell (timings, distances): {out / 'results.md'}; plot: {out / 'success.png'}")
+    print(f"Videos (camera | the goal it plans toward, and an energy plot): {out / 'videos'}/")
 
 
 if __name__ == "__main__":

@@ -37,7 +37,7 @@ stage finetune python scripts/finetune.py encoder.path="$RUN/pretrain/checkpoint
 stage collect_head_logs python scripts/collect_robot_logs.py output_dir="$RUN/head_logs" episodes_per_task=500
 stage state_head python scripts/train_state_head.py world_model="$RUN/finetune/checkpoint" data.root="$RUN/head_logs" \
   output_dir="$RUN/state_head" cache.dir="$RUN/embedding_cache" resume=true
-# the gripper closure is read from the wrist view (README, "Reading the gripper from the wrist view"): a wrist
+# the gripper closure is read from the wrist view (docs/experiments.md, "What limits grasping with subgoal images?"): a wrist
 # world model on the same frozen encoder, and its goal-state head
 stage collect_wrist_logs python scripts/collect_robot_logs.py output_dir="$RUN/wrist_logs" '+env_overrides.camera=wrist' \
   camera_key=observation.images.wrist
@@ -51,17 +51,17 @@ stage finetune_high python scripts/finetune.py --config-name finetune_high encod
 stage state_head_high python scripts/train_state_head.py world_model="$RUN/finetune_high/checkpoint" \
   data.root="$RUN/head_logs" output_dir="$RUN/state_head_high" cache.dir="$RUN/embedding_cache" resume=true
 # two-level planning from one goal image: the subgoal prior over the head's world model, and the privileged
-# one over the logs' environment state (README, "A learned subgoal prior")
+# one over the logs' environment state (docs/experiments.md, "Single goal image: the learned subgoal prior")
 # the learned prior overfits the head logs' 819 calm demonstrations: 2,698 more expert ones took it from 8 to 15 of
-# 20 grasps (README)
-# the wrist camera is recorded beside the front one: the second prior also reads it (PickPlace 15 -> 65 %, README)
+# 20 grasps (docs/experiments.md)
+# the wrist camera is recorded beside the front one: the second prior also reads it (PickPlace 15 -> 65 %, docs/experiments.md)
 stage collect_prior_logs python scripts/collect_robot_logs.py output_dir="$RUN/prior_logs" episodes_per_task=750 \
   random_fraction=0 'noise_levels=[0.0,0.05,0.1]' seed=1 wrist_camera_key=observation.images.wrist
 stage subgoal_prior python scripts/train_subgoal_prior.py world_model="$RUN/state_head/checkpoint" \
   data.root="$RUN/prior_logs" output_dir="$RUN/subgoal_prior" cache.dir="$RUN/embedding_cache" train.steps=10000 \
   resume=true
 # the wrist prior on twice the demonstrations (the collector resumes: 3,000 more episodes, same seed): PickPlace
-# 59-67 -> 75 of 100 tuning seeds (README, "Twice the demonstrations")
+# 59-67 -> 75 of 100 tuning seeds (docs/experiments.md, "The prior also reads the wrist camera")
 stage collect_more_prior_logs python scripts/collect_robot_logs.py output_dir="$RUN/prior_logs" episodes_per_task=1500 \
   random_fraction=0 'noise_levels=[0.0,0.05,0.1]' seed=1 wrist_camera_key=observation.images.wrist
 stage subgoal_prior_wrist python scripts/train_subgoal_prior.py world_model="$RUN/state_head/checkpoint" \
@@ -73,18 +73,13 @@ stage subgoal_prior_oracle python scripts/train_subgoal_prior.py data.root="$RUN
   output_dir="$RUN/subgoal_prior_oracle" resume=true
 stage eval_dynamics python scripts/eval_dynamics.py checkpoint="$RUN/finetune/checkpoint" data.root="$RUN/robot_logs" \
   output_dir="$RUN/eval_dynamics"
-# The single-goal-image oracle (model-independent, ~1.2 s/action, 0 % on Grasp and PickPlace) is left to
-# `python scripts/benchmark.py`; the pipeline's table has the oracle through the subgoal images.
+# The default table (configs/benchmark.yaml, 7 methods) on this run's checkpoints; the experiments'
+# methods (configs/experiment/) are left to `python scripts/benchmark.py +experiment=<name>`.
 stage benchmark python scripts/benchmark.py methods.learned_cem.world_model="$RUN/state_head/checkpoint" \
   methods.learned_cem_subgoals.world_model.pixels="$RUN/state_head/checkpoint" output_dir="$RUN/benchmark" \
-  methods.learned_cem_hierarchical.world_model="$RUN/state_head/checkpoint" \
-  methods.learned_cem_hierarchical.high_level.world_model="$RUN/state_head_high/checkpoint" \
   methods.learned_cem_subgoals.world_model.wrist_pixels.checkpoint="$RUN/wrist_state_head/checkpoint" \
-  methods.learned_cem_prior.world_model="$RUN/subgoal_prior/checkpoint" \
-  methods.learned_cem_prior.high_level.world_model="$RUN/subgoal_prior/checkpoint" \
   methods.oracle_cem_prior.high_level.prior="$RUN/subgoal_prior_oracle/checkpoint" \
   methods.learned_cem_prior_wrist.world_model.pixels="$RUN/subgoal_prior_wrist/checkpoint" \
-  methods.learned_cem_prior_wrist.world_model.wrist_pixels.checkpoint="$RUN/subgoal_prior_wrist/checkpoint" \
-  'run_methods=[random,expert,oracle_cem_subgoals,oracle_cem_prior,learned_cem,learned_cem_subgoals,learned_cem_hierarchical,learned_cem_prior,learned_cem_prior_wrist]'
+  methods.learned_cem_prior_wrist.world_model.wrist_pixels.checkpoint="$RUN/subgoal_prior_wrist/checkpoint"
 echo "pipeline finished $(date -u +%FT%TZ)" >> "$TIMES"
 cat "$TIMES"

@@ -202,6 +202,15 @@ def test_prior_training_lowers_the_loss_and_the_checkpoint_is_the_same_world_mod
                                            output_dir=str(tmp_path / "again"), subgoal_prior={"width": 16},
                                            train={"steps": 2}, optim={"warmup_steps": 1}))
     assert WorldModel.from_checkpoint(again).subgoal_prior.cfg.width == 16
+    # a goal-state head trained over a checkpoint that holds a prior writes a loadable checkpoint without it
+    from vjepa_ac.state_head_training import train_state_head
+
+    head = train_state_head(_compose("train_state_head", tmp_path, {
+        "world_model": str(ckpt), "output_dir": str(tmp_path / "head"), "state_head": {"token_dim": 8, "width": 32},
+        "train": {"steps": 2, "batch_size": 8, "val_every": 1000, "checkpoint_every": 1000},
+        "optim": {"warmup_steps": 1}}))
+    reloaded = WorldModel.from_checkpoint(head)
+    assert reloaded.state_head is not None and reloaded.subgoal_prior is None
 
 
 def test_prior_training_names_what_is_missing(tmp_path, world_model_dir):

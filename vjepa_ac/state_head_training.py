@@ -58,6 +58,9 @@ class StateHeadTraining(Objective):
         self.num_workers = 0 if self.cached else cfg.data.num_workers
 
         self.saved_config = source.copy()
+        # A subgoal prior in the source read the old head's states: it is not carried over (retrain it).
+        self.saved_config.world_model.pop("subgoal_prior", None)
+        self.saved_config.pop("subgoal_prior_run", None)
         self.saved_config.world_model.state_head = OmegaConf.to_container(cfg.state_head, resolve=True)
         self.saved_config.state_head_run = OmegaConf.to_container(cfg, resolve=True)
         self.head = build_head(self.saved_config.world_model, "state_head", self.latents, wm.predictor).to(device)

@@ -1,7 +1,7 @@
 """The goal-state head: the robot's proprioceptive state read back from one frame's latents.
 
 A goal image says where the robot should be, but the planner's latent L1 energy ranks nearby
-end-effector positions poorly (README, world-model report). The robot logs record the state behind
+end-effector positions poorly (docs/experiments.md, the offline model report). The robot logs record the state behind
 every frame, so a small head on the frozen latents learns to read the state from an image; the
 planner then adds the distance between its integrated state and the state read from the goal image
 to the energy (`planners.base.Planner`, `state_weight`). DINO-WM's planning cost compares

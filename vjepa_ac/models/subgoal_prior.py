@@ -3,7 +3,7 @@ the robot should reach next (a learned, temporally abstract macro-action).
 
 Why: the latent L1 energy to one goal image ranks the greedy trap (the gripper moved straight to
 where the goal image shows it, the object untouched) closer than any state on the way to a pick and
-place (README, "Two-level planning"), so no search over that energy finds a detour through the
+place (docs/experiments.md, "Single goal image: flat vs two-level search"), so no search over that energy finds a detour through the
 object. The robot logs hold the detours: they show where a demonstration went next on its way to
 the frame it ended on. Trained on them with hindsight goals, the prior proposes the next *keyframe*:
 the state where the demonstration issued its next gripper command (arrived, gripper as it was, at
