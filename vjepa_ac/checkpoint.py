@@ -10,7 +10,8 @@ No pickle anywhere: optimizer and RNG states are flattened into tensors, and the
 as JSON in the safetensors metadata. The directory is written to `<dir>.tmp`, then swapped in with
 renames, so a crash never leaves a half-written checkpoint under the final name (if it happens
 between the two renames, the previous checkpoint is still at `<dir>.old` and `resolve_checkpoint`
-finds it).
+finds it). A write that fails (a full disk) removes `<dir>.tmp` and raises `CheckpointWriteError`,
+the previous checkpoint untouched; a damaged file raises an error naming it.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
@@ -35,6 +37,10 @@ TRAIN_STATE_FILE = "train_state.safetensors"
 
 class CheckpointMismatchError(ValueError):
     """Weights do not fit the model: lists every missing, unexpected and wrongly shaped parameter."""
+
+
+class CheckpointWriteError(OSError):
+    """A checkpoint could not be written (e.g. the disk is full); the previous one is untouched."""
 
 
 # ----------------------------------------------------------------------------- weights + config
@@ -102,8 +108,27 @@ def resolve_checkpoint(directory: str | Path) -> Path:
     raise FileNotFoundError(_missing(directory, WEIGHTS_FILE))
 
 
+def remove_superseded(directory: str | Path) -> None:
+    """Remove `<directory>.old` when `<directory>` holds a checkpoint.
+
+    A kill after a swap's second rename leaves the previous checkpoint at `.old`; the next write would
+    remove it, but a run killed after its last checkpoint writes none, and would keep a stale copy.
+    """
+    directory = Path(directory)
+    if (directory / WEIGHTS_FILE).is_file():
+        shutil.rmtree(directory.with_name(directory.name + ".old"), ignore_errors=True)
+
+
 def load_weights(directory: str | Path) -> dict[str, torch.Tensor]:
-    return load_file(str(resolve_checkpoint(directory) / WEIGHTS_FILE))
+    return _read_tensors(resolve_checkpoint(directory) / WEIGHTS_FILE)
+
+
+def _read_tensors(path: Path) -> dict[str, torch.Tensor]:
+    """`load_file`, naming the file when it is damaged (safetensors' own message does not)."""
+    try:
+        return load_file(str(path))
+    except SafetensorError as e:
+        raise ValueError(f"{path}: damaged checkpoint file, not readable as safetensors ({e})") from e
 
 
 # ----------------------------------------------------------------------------- resume state
@@ -182,16 +207,21 @@ def save_checkpoint(
     tmp = directory.with_name(directory.name + ".tmp")
     old = directory.with_name(directory.name + ".old")
     shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    save_file(state_dict_of(modules), str(tmp / WEIGHTS_FILE), metadata={"format": "pt"})
-    if config is not None:
-        cfg = config if isinstance(config, DictConfig) else OmegaConf.create(config)
-        (tmp / CONFIG_FILE).write_text(OmegaConf.to_yaml(cfg, resolve=True))
-    if optimizer is not None and step is not None:
-        opt_tensors, opt_meta = _flatten_optimizer(optimizer)
-        rng_tensors, rng_meta = _rng_state()
-        meta = {"step": step, "optimizer": opt_meta, "rng": rng_meta, "extra": extra or {}}
-        save_file({**opt_tensors, **rng_tensors}, str(tmp / TRAIN_STATE_FILE), metadata={"state": json.dumps(meta)})
+    try:
+        tmp.mkdir(parents=True)
+        save_file(state_dict_of(modules), str(tmp / WEIGHTS_FILE), metadata={"format": "pt"})
+        if config is not None:
+            cfg = config if isinstance(config, DictConfig) else OmegaConf.create(config)
+            (tmp / CONFIG_FILE).write_text(OmegaConf.to_yaml(cfg, resolve=True))
+        if optimizer is not None and step is not None:
+            opt_tensors, opt_meta = _flatten_optimizer(optimizer)
+            rng_tensors, rng_meta = _rng_state()
+            meta = {"step": step, "optimizer": opt_meta, "rng": rng_meta, "extra": extra or {}}
+            save_file({**opt_tensors, **rng_tensors}, str(tmp / TRAIN_STATE_FILE), metadata={"state": json.dumps(meta)})
+    except (OSError, SafetensorError) as e:  # safetensors reports a full disk as a SafetensorError
+        shutil.rmtree(tmp, ignore_errors=True)  # a partial copy would keep a full disk full
+        raise CheckpointWriteError(f"writing checkpoint {directory} failed ({e}); the previous checkpoint, if any, "
+                                   f"is untouched: make room and continue with resume=true") from e
     if directory.exists():
         shutil.rmtree(old, ignore_errors=True)
         os.replace(directory, old)
@@ -207,7 +237,7 @@ def load_train_state(directory: str | Path, optimizer: torch.optim.Optimizer | N
     path = directory / TRAIN_STATE_FILE
     if not path.is_file():
         raise FileNotFoundError(f"{path} missing: this checkpoint holds weights only and cannot be resumed")
-    tensors = load_file(str(path))
+    tensors = _read_tensors(path)
     from safetensors import safe_open
 
     with safe_open(str(path), framework="pt") as f:

@@ -5,7 +5,9 @@
             other ranks log warnings only), TensorBoard in `<output_dir>/tb`
   objective `make_objective(dist_info)`: models, optimiser, data, one step's loss, what to save
   resume    (`resume=true`) from `<output_dir>/checkpoint`, or `checkpoint.old` when a swap was
-            interrupted: weights, optimiser, RNG and step, so the run continues exactly
+            interrupted: weights, optimiser, RNG and step, so the run continues exactly; `metrics.jsonl`
+            and TensorBoard keep what was logged up to the step the run starts from (a fresh run:
+            nothing), as the steps after it are run, and logged, again
   steps     LR / weight-decay schedule, loss, NaN guard, backward, gradient clipping, optimiser
             step; every `train.log_every` steps a line in the log, `metrics.jsonl` and TensorBoard
             (progress bar on rank 0); evaluation every `train.val_every`; an atomic checkpoint every
@@ -36,8 +38,9 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from vjepa_ac.checkpoint import (load_state_into, load_train_state, load_weights, resolve_checkpoint,
-                                 save_checkpoint, split_prefix)
+from vjepa_ac.checkpoint import (load_state_into, load_train_state, load_weights, remove_superseded,
+                                 resolve_checkpoint, save_checkpoint, split_prefix)
+from vjepa_ac.files import write_text_atomic
 from vjepa_ac.training import (DistInfo, ResumableSampler, TensorBoardLogger, all_reduce_mean, check_finite,
                                cleanup_distributed, linear, seed_everything, set_hparams, setup_distributed,
                                warmup_cosine)
@@ -108,6 +111,9 @@ def train(cfg: DictConfig, make_objective: Callable[[DistInfo], Objective]) -> P
             seed_everything(cfg.seed)  # the same initial weights on every process
             objective = make_objective(dist_info)
             step, last_checkpoint = resume(output_dir / "checkpoint", objective) if cfg.resume else (0, None)
+            if dist_info.is_main:
+                truncate_metrics(output_dir / "metrics.jsonl", step)
+                remove_superseded(output_dir / "checkpoint")
             model = DistributedDataParallel(objective.model) if dist_info.enabled else objective.model
             run_steps(cfg, objective, model, dist_info, step, last_checkpoint)
         if dist.is_initialized():
@@ -145,6 +151,26 @@ def resume(checkpoint_dir: Path, objective: Objective) -> tuple[int, Path | None
     return state["step"], checkpoint
 
 
+def truncate_metrics(path: Path, step: int) -> None:
+    """Keep the rows of `metrics.jsonl` up to `step`, where this run starts.
+
+    A run killed after its last checkpoint logged steps that the resumed run logs again (without this
+    the file would hold them twice), and a fresh run (step 0) starts a fresh file. A line cut short
+    by the kill is dropped.
+    """
+    if not path.is_file():
+        return
+    kept = []
+    for line in path.read_text().splitlines():
+        try:
+            row = json.loads(line)
+        except ValueError:  # half a line: the process was killed while writing it
+            continue
+        if row["step"] <= step:
+            kept.append(line + "\n")
+    write_text_atomic(path, "".join(kept))
+
+
 def run_steps(cfg: DictConfig, objective: Objective, model: nn.Module, dist_info: DistInfo, step: int,
               last_checkpoint: Path | None) -> None:
     t, o = cfg.train, cfg.optim
@@ -163,7 +189,7 @@ def run_steps(cfg: DictConfig, objective: Objective, model: nn.Module, dist_info
     peak = device_peak_flops(cfg.get("peak_tflops"), dist_info.device, objective.bf16)
     deadline = time.monotonic() + 60 * t.max_minutes if t.get("max_minutes") else None
     val_every = t.get("val_every")
-    tb = TensorBoardLogger(output_dir / "tb", enabled=main)
+    tb = TensorBoardLogger(output_dir / "tb", enabled=main, purge_step=step + 1)  # step itself was logged
     bar = tqdm(total=t.steps, initial=step, disable=not main, desc=objective.name, dynamic_ncols=True)
     log.info("%d %s, %d steps per epoch, global batch %d over %d processes", len(objective.dataset), objective.unit,
              steps_per_epoch, t.batch_size, world)

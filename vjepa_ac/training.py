@@ -195,14 +195,18 @@ class ResumableSampler(torch.utils.data.Sampler[int]):
 
 
 class TensorBoardLogger:
-    """Scalars to TensorBoard on the main process; a no-op elsewhere."""
+    """Scalars to TensorBoard on the main process; a no-op elsewhere.
 
-    def __init__(self, log_dir: str | Path, enabled: bool = True):
+    `purge_step`: the first step this run logs; TensorBoard hides what earlier runs in `log_dir`
+    logged at or after it (a resumed run logs those steps again).
+    """
+
+    def __init__(self, log_dir: str | Path, enabled: bool = True, purge_step: int | None = None):
         self.writer = None
         if enabled:
             from torch.utils.tensorboard import SummaryWriter
 
-            self.writer = SummaryWriter(log_dir=str(log_dir))
+            self.writer = SummaryWriter(log_dir=str(log_dir), purge_step=purge_step)
 
     def scalars(self, values: dict[str, float], step: int) -> None:
         if self.writer is not None:

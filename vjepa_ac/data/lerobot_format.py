@@ -88,7 +88,10 @@ def load_meta(root: str | Path) -> LeRobotMeta:
     info_path = root / INFO_PATH
     if not info_path.is_file():
         raise FileNotFoundError(f"{info_path}: missing; not a LeRobot dataset folder ({root})")
-    info = json.loads(info_path.read_text())
+    try:
+        info = json.loads(info_path.read_text())
+    except ValueError as e:  # json's own message does not name the file
+        raise DatasetFormatError(f"{info_path}: not valid JSON ({e})") from e
     for key in ("codebase_version", "fps", "features", "data_path"):
         if key not in info:
             raise DatasetFormatError(f"{info_path}: missing key '{key}'")
@@ -114,9 +117,14 @@ def load_meta(root: str | Path) -> LeRobotMeta:
 
 
 def _read_episode_file(path: Path) -> pd.DataFrame:
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
-    columns = [c for c in pq.read_schema(path).names if not c.startswith("stats/")]
+    try:
+        schema = pq.read_schema(path)
+    except pa.ArrowInvalid as e:  # a damaged file; pyarrow's message does not name it
+        raise DatasetFormatError(f"{path}: not a readable parquet file ({e})") from e
+    columns = [c for c in schema.names if not c.startswith("stats/")]
     df = pq.read_table(path, columns=columns).to_pandas()
     missing = {"episode_index", "length", "data/chunk_index", "data/file_index"} - set(df.columns)
     if missing:

@@ -1,10 +1,10 @@
 """Writing LeRobotDataset v3.0 folders (layout in `lerobot_format`), resumably.
 
 Episodes are buffered and written `episodes_per_file` at a time as one group of files: a data
-parquet, one mp4 per camera (the episodes one after another), then the group's episode-metadata
-parquet, which is the commit point; info.json, tasks and stats are rewritten after each group. Every
-file is written to a temp name and renamed, so a crash leaves the dataset as of the last group, and
-reopening the folder continues after it (`num_episodes` says where).
+parquet, one mp4 per camera (the episodes one after another), the group's episode-metadata
+parquet, then tasks, stats and info.json, which is the commit point: a group counts once info.json
+counts it. Every file is written to a temp name and renamed, so a crash leaves whole files, and
+reopening the folder continues after the last group info.json counts (`num_episodes` says where).
 """
 
 import json
@@ -77,10 +77,26 @@ class LeRobotWriter:
             raise DatasetFormatError(f"{self.root / INFO_PATH}: existing dataset has other fps/features than this "
                                      f"writer (fps {meta.fps:g} vs {self.fps}); use a new folder")
         self.info, self.tasks = meta.info, meta.tasks
-        stats_path = self.root / STATS_PATH
-        self.stats = json.loads(stats_path.read_text()) if stats_path.exists() else {}
-        last = meta.episodes.iloc[-1]
+        self._roll_back(meta.episodes[meta.episodes.index >= self.info["total_episodes"]])
+        last = meta.episodes.loc[self.info["total_episodes"] - 1]
         self.num_groups = int(last["meta/episodes/chunk_index"]) * self.chunks_size + int(last["meta/episodes/file_index"]) + 1
+        self.stats = {}
+        for group in range(self.num_groups):
+            table = pq.read_table(self.root / DATA_PATH.format(**chunk_and_file(group, self.chunks_size)),
+                                  columns=self.vector_keys)
+            for key in self.vector_keys:
+                self.stats[key] = _merge_stats(self.stats.get(key), np.array(table[key].to_pylist(), np.float32))
+
+    def _roll_back(self, uncounted: pd.DataFrame) -> None:
+        """Remove the episode-metadata files of a group that info.json does not count.
+
+        A writer killed after a group's episode file but before info.json leaves that group behind
+        (and stats.json maybe counting it): it is written again, and the statistics are recomputed
+        from the counted groups' data files, or the group would be listed, and counted, twice.
+        """
+        for chunk, file in {(int(c), int(f)) for c, f in uncounted[["meta/episodes/chunk_index",
+                                                                    "meta/episodes/file_index"]].to_numpy()}:
+            (self.root / EPISODES_PATH.format(chunk_index=chunk, file_index=file)).unlink()
 
     @property
     def num_episodes(self) -> int:
