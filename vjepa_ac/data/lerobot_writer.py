@@ -77,15 +77,15 @@ class LeRobotWriter:
             raise DatasetFormatError(f"{self.root / INFO_PATH}: existing dataset has other fps/features than this "
                                      f"writer (fps {meta.fps:g} vs {self.fps}); use a new folder")
         self.info, self.tasks = meta.info, meta.tasks
-        self._roll_back(meta.episodes[meta.episodes.index >= self.info["total_episodes"]])
+        uncounted = meta.episodes[meta.episodes.index >= self.info["total_episodes"]]
+        self._roll_back(uncounted)
         last = meta.episodes.loc[self.info["total_episodes"] - 1]
         self.num_groups = int(last["meta/episodes/chunk_index"]) * self.chunks_size + int(last["meta/episodes/file_index"]) + 1
-        self.stats = {}
-        for group in range(self.num_groups):
-            table = pq.read_table(self.root / DATA_PATH.format(**chunk_and_file(group, self.chunks_size)),
-                                  columns=self.vector_keys)
-            for key in self.vector_keys:
-                self.stats[key] = _merge_stats(self.stats.get(key), np.array(table[key].to_pylist(), np.float32))
+        stats_path = self.root / STATS_PATH
+        # stats.json is written after a group's episode file: it can count an uncounted group only
+        # when such a file was left behind, and only then is it recomputed from the data files.
+        self.stats = (json.loads(stats_path.read_text()) if uncounted.empty and stats_path.exists()
+                      else self._counted_stats())
 
     def _roll_back(self, uncounted: pd.DataFrame) -> None:
         """Remove the episode-metadata files of a group that info.json does not count.
@@ -97,6 +97,16 @@ class LeRobotWriter:
         for chunk, file in {(int(c), int(f)) for c, f in uncounted[["meta/episodes/chunk_index",
                                                                     "meta/episodes/file_index"]].to_numpy()}:
             (self.root / EPISODES_PATH.format(chunk_index=chunk, file_index=file)).unlink()
+
+    def _counted_stats(self) -> dict:
+        """The statistics of every vector feature over the data files of the groups info.json counts."""
+        stats: dict = {}
+        for group in range(self.num_groups):
+            table = pq.read_table(self.root / DATA_PATH.format(**chunk_and_file(group, self.chunks_size)),
+                                  columns=self.vector_keys)
+            for key in self.vector_keys:
+                stats[key] = _merge_stats(stats.get(key), np.array(table[key].to_pylist(), np.float32))
+        return stats
 
     @property
     def num_episodes(self) -> int:
