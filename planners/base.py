@@ -6,7 +6,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from planners.energy import ENERGY_REDUCTIONS, latent_l1_energy, mask_non_finite, token_weights
+from planners.energy import ENERGY_REDUCTIONS, LATENT_ENERGIES, latent_l1_energy, mask_non_finite, token_weights
 from planners.protocol import WorldModel
 from vjepa_ac.state_action import GRIPPER_DIM, POSITION_DIMS, ROTATION_DIMS, STATE_HIGH, STATE_LOW
 
@@ -52,6 +52,14 @@ def hold_small_gripper_changes(goal: torch.Tensor, state_now: torch.Tensor, dead
     return goal
 
 
+def learned_distance(world_model: WorldModel):
+    """The world model's learned latent distance (`distance(z [B, N, D], z_goal [1, N, D]) -> [B]`), checked."""
+    if getattr(world_model, "latent_distance", None) is None:
+        raise ValueError(f"latent_energy 'learned' needs a world model with a learned latent distance; "
+                         f"{type(world_model).__name__} has none (train one with scripts/train_latent_distance.py)")
+    return world_model.distance
+
+
 class Planner:
     """Base class of all planners:
     `plan(world_model, z_now [1, N, D], state_now [1, S], z_goal [1, N, D]) -> actions [H, A]`.
@@ -62,8 +70,11 @@ class Planner:
     that weight times the mean |action| (as a fraction of its bound, over the free motion dims) of
     each step to the energy: with an imperfect model, candidates near the goal differ by less than
     the prediction error, and the cost makes "stay" win when no move is predicted to help.
-    `latent_weight` scales the latent L1 energy itself (0: the state term alone steers, as when a
-    two-level planner's subgoal prior gives the goal as a state).
+    `latent_weight` scales the latent energy itself (0: the state term alone steers, as when a
+    two-level planner's subgoal prior gives the goal as a state). `latent_energy` is that energy:
+    "l1", the mean absolute difference between predicted and goal latents (V-JEPA 2-AC's), or
+    "learned", the world model's learned latent distance of the predicted latents to the goal's
+    (`WorldModel.distance`, control steps; vjepa_ac/models/latent_distance.py).
     `state_weight` adds that weight times the mean |state - goal state| over `state_dims` (metres for
     positions) of the state integrated along the plan (`state + cumulative actions`, as the world
     model integrates it; "final" or "sum" like the latent energy), where the goal state is read from
@@ -88,6 +99,7 @@ class Planner:
         horizon: int = 2,
         frozen_dims: Sequence[int] = ROTATION_DIMS,
         energy: str = "final",
+        latent_energy: str = "l1",
         action_cost: float = 0.0,
         latent_weight: float = 1.0,
         state_weight: float = 0.0,
@@ -112,12 +124,15 @@ class Planner:
             raise ValueError(f"goal_state_memory must be in [0, 1), got {goal_state_memory}")
         if energy not in ENERGY_REDUCTIONS:
             raise ValueError(f"energy must be one of {ENERGY_REDUCTIONS}, got {energy!r}")
+        if latent_energy not in LATENT_ENERGIES:
+            raise ValueError(f"latent_energy must be one of {LATENT_ENERGIES}, got {latent_energy!r}")
         bad = [d for d in (*frozen_dims, *state_dims) if not 0 <= d < low.numel()]
         if bad:
             raise ValueError(f"frozen_dims / state_dims {bad} out of range for a {low.numel()}-D action")
         self.low, self.high = low, high
         self.horizon = horizon
-        self.energy = energy
+        self.energy, self.latent_energy = energy, latent_energy
+        self.distance = None  # the world model's learned latent distance, set per plan (latent_energy "learned")
         self.frozen = torch.zeros(low.numel(), dtype=torch.bool)
         self.frozen[list(frozen_dims)] = True
         self.rest = torch.zeros_like(low).clamp(low, high)  # the "do nothing" action, frozen dims' value
@@ -206,6 +221,7 @@ class Planner:
         self._check_inputs(world_model, z_now, state_now, z_goal)
         self.stats = {"rollout_calls": 0, "candidates": 0, "skipped_nonfinite": 0, "energy": float("inf")}
         self.token_weights = token_weights(world_model)
+        self.distance = learned_distance(world_model) if self.latent_energy == "learned" else None
         if self.state_weight > 0:
             goal = (self.fixed_goal_state if self.fixed_goal_state is not None else
                     self._goal_estimate(world_model, z_now.detach(), state_now.detach(), z_goal.detach()))
@@ -266,15 +282,16 @@ class Planner:
         return torch.where(self.frozen, self.rest, actions)
 
     def _score(self, z_pred: torch.Tensor, z_goal: torch.Tensor, actions: torch.Tensor,
-               state_now: torch.Tensor) -> torch.Tensor:
-        """Energies [B] of predictions z_pred [B, H, N, D] of `actions` [B, H, A] from `state_now` [1, S];
-        non-finite ones become +inf (skipped). `stats["energy"]` is the latent part alone."""
+               state_now: torch.Tensor, states: torch.Tensor | None = None) -> torch.Tensor:
+        """Energies [B] of predictions z_pred [B, H, N, D] of `actions` [B, H, A] from `state_now` [1, S]
+        (and the world model's predicted states [B, H, S], if it predicts them; else the state term
+        integrates); non-finite ones become +inf (skipped). `stats["energy"]` is the latent part alone."""
         if z_pred.shape[:2] != actions.shape[:2]:
             raise ValueError(
                 f"world model rollout returned {tuple(z_pred.shape)}, expected [B, H, N, D] with "
                 f"B, H = {tuple(actions.shape[:2])}"
             )
-        energies = latent_l1_energy(z_pred.float(), z_goal.to(z_pred.device).float(), self.energy, self.token_weights)
+        energies = self._latent_energy(z_pred.float(), z_goal.to(z_pred.device).float())
         energies, skipped = mask_non_finite(energies.to(actions.device))  # candidates live on the CPU
         self.stats["rollout_calls"] += 1
         self.stats["candidates"] += actions.shape[0]
@@ -285,22 +302,50 @@ class Planner:
             motion = ((actions - self.rest).abs() / self.half_range.clamp(min=1e-8))[..., self.cost_dims]
             energies = energies + self.action_cost * motion.mean(-1).sum(-1)
         if self.state_weight > 0:
-            energies = energies + self.state_weight * self._state_energy(state_now, actions)
+            energies = energies + self.state_weight * self._state_energy(state_now, actions, states)
         return energies
 
-    def _state_energy(self, state_now: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
-        """Mean |integrated state - goal state| over `state_dims`, per step reduced like the latent energy: [B]."""
-        states = stop_at_goal_closure(integrate(state_now, actions), state_now, self.goal_state,
-                                      self.grasp_radius)  # [B, H, S]
+    def _latent_energy(self, z_pred: torch.Tensor, z_goal: torch.Tensor) -> torch.Tensor:
+        """`latent_energy` of predictions [B, H, N, D] to the goal [1, N, D], per step reduced by `energy`: [B]."""
+        if self.distance is None:
+            return latent_l1_energy(z_pred, z_goal, self.energy, self.token_weights)
+        steps = z_pred[:, -1:] if self.energy == "final" else z_pred
+        return self.distance(steps.flatten(0, 1), z_goal).view(steps.shape[:2]).sum(1)
+
+    def goal_energy(self, world_model: WorldModel, z_now: torch.Tensor, z_goal: torch.Tensor) -> float:
+        """This planner's latent energy of the present latents [1, N, D] to a goal [1, N, D] (what the
+        subgoal switch reads)."""
+        if self.latent_energy == "learned":
+            return float(learned_distance(world_model)(z_now, z_goal)[0])
+        return float(latent_l1_energy(z_now[:, None], z_goal, token_weights=token_weights(world_model))[0])
+
+    def _state_energy(self, state_now: torch.Tensor, actions: torch.Tensor,
+                      states: torch.Tensor | None = None) -> torch.Tensor:
+        """Mean |state - goal state| over `state_dims`, per step reduced like the latent energy: [B]. The
+        states are the world model's predictions [B, H, S] when given, else integrated with the gripper
+        rule `stop_at_goal_closure` standing in for what a predictor of states would know."""
+        if states is None:
+            states = stop_at_goal_closure(integrate(state_now, actions), state_now, self.goal_state,
+                                          self.grasp_radius)  # [B, H, S]
+        states = states.to(actions.device)
         per_step = (states - self.goal_state[:, None])[..., self.state_dims].abs().mean(-1)  # [B, H]
         return per_step[:, -1] if self.energy == "final" else per_step.sum(1)
 
     def _evaluate(self, world_model: WorldModel, z_now: torch.Tensor, state_now: torch.Tensor, z_goal: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         """All candidates [B, H, A] through one rollout call -> energies [B] (no gradients). With
-        `latent_weight` 0 nothing is predicted: the present latents stand in for every step."""
+        `latent_weight` 0 nothing is predicted: the present latents stand in for every step and the
+        state is integrated. A world model that predicts states gives the state term its states."""
         if self.latent_weight == 0:
-            z_pred = z_now[:, None].expand(actions.shape[0], actions.shape[1], *z_now.shape[1:])
+            z_pred, states = z_now[:, None].expand(actions.shape[0], actions.shape[1], *z_now.shape[1:]), None
         else:
             with torch.no_grad():
-                z_pred = world_model.rollout(z_now, state_now, actions)
-        return self._score(z_pred, z_goal, actions, state_now)
+                z_pred, states = self._predict(world_model, z_now, state_now, actions)
+        return self._score(z_pred, z_goal, actions, state_now, states)
+
+    def _predict(self, world_model: WorldModel, z_now: torch.Tensor, state_now: torch.Tensor,
+                 actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The world model's latents [B, H, N, D] for `actions` [B, H, A] and, when the state term needs
+        them and it predicts them, its states [B, H, S] (None: the state term integrates)."""
+        if self.state_weight > 0 and getattr(world_model, "predicts_state", False):
+            return world_model.rollout_with_states(z_now, state_now, actions)
+        return world_model.rollout(z_now, state_now, actions), None

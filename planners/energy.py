@@ -4,6 +4,7 @@ from __future__ import annotations
 import torch
 
 ENERGY_REDUCTIONS = ("final", "sum")
+LATENT_ENERGIES = ("l1", "learned")  # a planner's latent_energy: L1 between latents, or the world model's learned distance
 
 
 class NonFiniteEnergyError(RuntimeError):

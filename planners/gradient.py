@@ -35,7 +35,8 @@ class GradientPlanner(Planner):
         for step in range(self.steps + 1):
             actions = self._clip(self.mid + span * torch.tanh(u))
             with torch.enable_grad():
-                energies = self._score(world_model.rollout(z_now, state_now, actions), z_goal, actions, state_now)
+                z_pred, states = self._predict(world_model, z_now, state_now, actions)
+                energies = self._score(z_pred, z_goal, actions, state_now, states)
             i = int(energies.detach().argmin())
             if float(energies[i].detach()) < best_energy:
                 best_energy, best_actions = float(energies[i].detach()), actions[i].detach().clone()

@@ -16,7 +16,6 @@ import numpy as np
 import torch
 
 from planners.base import Planner
-from planners.energy import goal_energy, token_weights
 from planners.protocol import WorldModel
 from planners.subgoals import GoalTracker, SubgoalSwitch
 
@@ -46,6 +45,12 @@ class TimedWorldModel:
         z_pred = self.world_model.rollout(z, state, actions)
         self.rollout_s += time.perf_counter() - start
         return z_pred
+
+    def rollout_with_states(self, z, state, actions) -> tuple[torch.Tensor, torch.Tensor]:
+        start = time.perf_counter()
+        predicted = self.world_model.rollout_with_states(z, state, actions)
+        self.rollout_s += time.perf_counter() - start
+        return predicted
 
 
 @dataclass
@@ -189,7 +194,6 @@ def run_episode(
     z_goals = world_model.encode_goal(np.stack(goals))
     goal_encode_s = time.perf_counter() - start
     tracker = GoalTracker(subgoals or SubgoalSwitch(), num_goals=len(goals))
-    weights = token_weights(world_model)
 
     result = EpisodeResult(
         seed=seed, steps=0, success_at_end=False, success_any=False, first_success_step=None, final_distances={},
@@ -204,10 +208,10 @@ def run_episode(
         timed.encode_s = timed.rollout_s = 0.0
         z_now = timed.encode(observation_frame(obs, world_model.views)[None])
         state_now = torch.as_tensor(np.asarray(obs["state"], dtype=np.float32))[None]
-        energy_now = goal_energy(z_now, z_goals[tracker.index:tracker.index + 1], weights)
+        energy_now = planner.goal_energy(world_model, z_now, z_goals[tracker.index:tracker.index + 1])
         tolerance = tracker.switch.gripper_tolerance
         if tracker.update(result.steps, energy_now, tolerance is None or planner.gripper_reached(state_now, tolerance)):
-            energy_now = goal_energy(z_now, z_goals[tracker.index:tracker.index + 1], weights)
+            energy_now = planner.goal_energy(world_model, z_now, z_goals[tracker.index:tracker.index + 1])
             tracker.update(result.steps, energy_now)  # the new goal's starting energy
         start = time.perf_counter()
         actions = planner.plan(timed, z_now, state_now, z_goals[tracker.index:tracker.index + 1])

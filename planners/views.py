@@ -88,12 +88,30 @@ class MultiViewWorldModel(WorldModelDefaults):
             raise ValueError(f"z {tuple(z.shape)} is not {len(self.views)} views of encoded tokens")
         return z.split(self.tokens, dim=1)
 
+    @property
+    def predicts_state(self) -> bool:
+        """The first view's world model predicts the states (`rollout_with_states`)."""
+        return getattr(next(iter(self.models.values())), "predicts_state", False)
+
+    def _view_rollout(self, view: str, model: WorldModel, z: torch.Tensor, state: torch.Tensor,
+                      actions: torch.Tensor) -> torch.Tensor:
+        """One view's predicted latents [B, H, N, D]; a view without energy weight is read, not predicted."""
+        if self.energy_weights[view] > 0:
+            return model.rollout(z, state, actions)
+        return z[:, None].expand(*actions.shape[:2], *z.shape[1:])
+
     def rollout(self, z: torch.Tensor, state: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
-        batch, horizon = actions.shape[:2]
-        preds = [m.rollout(part, state, actions) if self.energy_weights[view] > 0
-                 else part[:, None].expand(batch, horizon, *part.shape[1:])  # read, not predicted
-                 for part, (view, m) in zip(self._parts(z), self.models.items())]
-        return torch.cat(preds, dim=2)
+        return torch.cat([self._view_rollout(view, m, part, state, actions)
+                          for part, (view, m) in zip(self._parts(z), self.models.items())], dim=2)
+
+    def rollout_with_states(self, z: torch.Tensor, state: torch.Tensor,
+                            actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Every view's latents (`rollout`; the first view's predicted) and the first view's states [B, H, S]."""
+        first, *parts = self._parts(z)
+        (_, model), *others = self.models.items()
+        z_first, states = model.rollout_with_states(first, state, actions)
+        rest = [self._view_rollout(v, m, part, state, actions) for part, (v, m) in zip(parts, others)]
+        return torch.cat([z_first, *rest], dim=2), states
 
     def decode_state(self, z: torch.Tensor) -> torch.Tensor:
         """The goal-state heads' reading [B, S]: the first view's, with each later view's `state_dims`

@@ -2,8 +2,8 @@
 # From nothing to the benchmark table on a 2-core CPU with the tiny configuration:
 #   collect video corpus -> pretrain encoder -> collect robot logs -> fine-tune AC predictor
 #   -> collect 5x more robot logs for the goal-state head -> train the head on them -> fine-tune the high-level (4-step macro-action) predictor on the
-#   same encoder and logs -> its goal-state head -> expert demonstrations -> the subgoal priors -> dynamics
-#   evaluation -> benchmark
+#   same encoder and logs -> its goal-state head -> expert demonstrations -> the subgoal priors -> a predictor of
+#   the next state too, its head and the learned latent distance -> dynamics evaluation -> benchmark
 # Sizes and budgets are each stage's own Hydra config (configs/<stage>.yaml); this script only wires
 # the stages' folders together under $RUN and prints each stage's wall time. Every stage resumes or
 # skips finished work, so re-running after an interruption continues where it stopped.
@@ -71,6 +71,15 @@ stage subgoal_prior_wrist python scripts/train_subgoal_prior.py world_model="$RU
 stage subgoal_prior_oracle python scripts/train_subgoal_prior.py data.root="$RUN/head_logs" \
   data.observation=environment_state subgoal_prior.reads_state=false train.steps=20000 \
   output_dir="$RUN/subgoal_prior_oracle" resume=true
+# learned proprioception (docs/experiments.md, "Learned proprioception"): a predictor that also predicts the next
+# robot state, fine-tuned on the head logs, its goal-state head, and the learned latent distance over it
+stage finetune_learned_state python scripts/finetune.py encoder.path="$RUN/pretrain/checkpoint" data.root="$RUN/head_logs" \
+  world_model.predictor.predicts_state=true output_dir="$RUN/finetune_learned_state" cache.dir="$RUN/embedding_cache" \
+  resume=true
+stage state_head_learned_state python scripts/train_state_head.py world_model="$RUN/finetune_learned_state/checkpoint" \
+  data.root="$RUN/head_logs" output_dir="$RUN/state_head_learned_state" cache.dir="$RUN/embedding_cache" resume=true
+stage latent_distance python scripts/train_latent_distance.py world_model="$RUN/state_head_learned_state/checkpoint" \
+  data.root="$RUN/head_logs" output_dir="$RUN/latent_distance" cache.dir="$RUN/embedding_cache" resume=true
 stage eval_dynamics python scripts/eval_dynamics.py checkpoint="$RUN/finetune/checkpoint" data.root="$RUN/robot_logs" \
   output_dir="$RUN/eval_dynamics"
 # The default table (configs/benchmark.yaml, 7 methods) on this run's checkpoints; the experiments'

@@ -13,7 +13,7 @@ from vjepa_ac import WorldModel, embedding_cache
 from vjepa_ac.checkpoint import load_weights, split_prefix
 from vjepa_ac.data.transforms import normalize_frames
 from vjepa_ac.finetune import FinetuneLoss, finetune
-from vjepa_ac.models.ac_predictor import ACPredictor
+from vjepa_ac.models.ac_predictor import ACPredictor, ACPredictorConfig
 from vjepa_ac.training import NonFiniteLossError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -95,6 +95,27 @@ def test_a_few_steps_lower_the_loss(tmp_path):
     assert torch.all(wm.predictor.action_std[:2] < 0.1) and torch.all(wm.predictor.action_std[2:] == 1)  # from the data
     assert (tmp_path / "run" / "tb").is_dir()
     assert OmegaConf.load(ckpt / "config.yaml").world_model.encoder.hidden_size == 48
+
+
+def test_a_predictor_of_states_learns_the_logged_next_states(tmp_path):
+    cfg = _cfg(tmp_path, train={"steps": 30}, optim={"lr": 2e-3},
+               world_model={"predictor": {"predicts_state": True}})
+    data = MovingSquare(32)
+    ckpt = finetune(cfg, data)
+    wm = WorldModel.from_checkpoint(ckpt)
+    assert wm.predicts_state
+    torch.manual_seed(0)
+    untrained = ACPredictor(wm.predictor.cfg)
+    for name in ("state_mean", "state_std", "action_std"):  # the same input statistics
+        getattr(untrained, name).copy_(getattr(wm.predictor, name))
+    batch = [torch.stack(x) for x in zip(*(data[i] for i in range(16)))]
+    z = wm.latents(batch[0])
+    with torch.no_grad():
+        before = FinetuneLoss(untrained, 2)(z, batch[1], batch[2])[2]
+        after = FinetuneLoss(wm.predictor, 2)(z, batch[1], batch[2])[2]
+        assert FinetuneLoss(ACPredictor(ACPredictorConfig(**{**vars(wm.predictor.cfg), "predicts_state": False})),
+                            2)(z, batch[1], batch[2])[2] == 0  # no state output, no state loss
+    assert after < 0.8 * before, (before, after)
 
 
 def test_nan_stops_with_step_keeps_checkpoint_and_resume_matches_uninterrupted(tmp_path):

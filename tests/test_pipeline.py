@@ -27,6 +27,11 @@ TOY = {
                                 "train.log_every=1",
     "ARGS_subgoal_prior_oracle": "train.steps=3 train.batch_size=8 optim.warmup_steps=1 train.val_every=2 "
                                  "train.log_every=1",
+    "ARGS_finetune_learned_state": "train.steps=3 train.batch_size=8 optim.warmup_steps=1 train.val_every=2 "
+                                   "train.log_every=1",
+    "ARGS_state_head_learned_state": "train.steps=3 train.batch_size=8 optim.warmup_steps=1 train.val_every=2 "
+                                     "train.log_every=1",
+    "ARGS_latent_distance": "train.steps=3 train.batch_size=8 optim.warmup_steps=1 train.val_every=2 train.log_every=1",
     "ARGS_eval_dynamics": "eval.max_windows=16",
     "ARGS_benchmark": "episodes=1 tasks=[reach] run_methods=[random,learned_cem,learned_cem_subgoals,"
                       "learned_cem_prior_wrist] num_workers=0 videos_per_cell=0 envs.reach.episode_steps=3",
@@ -46,10 +51,13 @@ def test_pipeline_runs_every_stage_and_writes_the_table(tmp_path):
     for stage in ("collect_videos", "pretrain", "collect_robot_logs", "finetune", "collect_head_logs", "state_head",
                   "collect_wrist_logs", "finetune_wrist", "wrist_state_head", "finetune_high", "state_head_high",
                   "collect_prior_logs", "subgoal_prior", "subgoal_prior_wrist", "subgoal_prior_oracle",
-                  "eval_dynamics", "benchmark"):
+                  "finetune_learned_state", "state_head_learned_state", "latent_distance", "eval_dynamics",
+                  "benchmark"):
         assert stage in times
     assert (run / "finetune" / "checkpoint" / "model.safetensors").is_file()
     assert "state_head:" in (run / "state_head" / "checkpoint" / "config.yaml").read_text()
     assert "observation.images.wrist" in (run / "wrist_state_head" / "checkpoint" / "config.yaml").read_text()
     assert "frame_stride: 4" in (run / "finetune_high" / "checkpoint" / "config.yaml").read_text()
     assert "views: 2" in (run / "subgoal_prior_wrist" / "checkpoint" / "config.yaml").read_text()
+    learned = (run / "latent_distance" / "checkpoint" / "config.yaml").read_text()
+    assert "predicts_state: true" in learned and "latent_distance:" in learned and "state_head:" in learned

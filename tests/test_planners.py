@@ -242,3 +242,49 @@ def test_close_in_place_never_moves_on_a_closing_step():
     assert closing.any() and torch.all(candidates[closing, :6] == 0)
     assert torch.all(candidates[~closing, 6] < 1.0)
     assert not (plan[:, 6] == 1.0).logical_and(plan[:, :3].abs().sum(-1) > 0).any()
+
+
+class GripperStopsWorldModel:
+    """Latents that never change; a predicted state whose gripper closure stops at 0.4 (an object between
+    the fingers) however hard it is closed. Counts its rollouts."""
+
+    privileged, views, action_dim, state_dim, predicts_state = False, ("pixels",), 7, 7, True
+
+    def __init__(self):
+        self.calls = {"rollout": 0, "rollout_with_states": 0}
+
+    def rollout(self, z, state, actions):
+        self.calls["rollout"] += 1
+        return z[:, None].expand(actions.shape[0], actions.shape[1], *z.shape[1:])
+
+    def rollout_with_states(self, z, state, actions):
+        self.calls["rollout_with_states"] += 1
+        states = state[:, None] + actions.cumsum(1)
+        states[..., 6] = states[..., 6].clamp(0, 0.4)
+        return self.rollout(z, state, actions), states
+
+    def decode_state(self, z):
+        return torch.zeros(len(z), 7)
+
+
+def test_the_state_term_reads_the_world_models_predicted_states_and_the_twin_integrates():
+    goal = torch.zeros(1, 7)
+    goal[0, 6] = 0.4  # the goal image shows the gripper closed on the object
+    close = torch.zeros(1, 2, 7)
+    close[..., 6] = 1.0  # close hard for two steps
+    z, state = torch.zeros(1, 2, 3), torch.zeros(1, 7)
+    planner = CEM(LOW, HIGH, horizon=2, state_weight=1.0, state_dims=[6], energy="final")
+    planner.fix_goal_state(goal)
+    model = GripperStopsWorldModel()
+    learned = planner.score(model, z, state, z, close)
+    assert model.calls["rollout_with_states"] == 1
+    assert learned.item() == pytest.approx(0.0, abs=1e-6)  # the predicted closure stops at the goal's 0.4
+    twin = CEM(LOW, HIGH, horizon=2, state_weight=1.0, state_dims=[6], energy="final", latent_weight=0.0)
+    twin.fix_goal_state(goal)
+    off = GripperStopsWorldModel()
+    integrated = twin.score(off, z, state, z, close)
+    assert off.calls == {"rollout": 0, "rollout_with_states": 0}  # the no-predictor twin predicts nothing
+    # integrated, the hand-written rule (stop_at_goal_closure) stands in: closing past the goal counts as reaching it
+    assert integrated.item() == pytest.approx(0.0, abs=1e-6)
+    no_rule = twin._state_energy(state, close, states=(state[:, None] + close.cumsum(1)).clamp(0, 1))
+    assert no_rule.item() == pytest.approx(0.6)  # without it, integrating "close" overshoots to 1.0

@@ -4,6 +4,7 @@ import torch
 
 from vjepa_ac import WorldModel
 from vjepa_ac.checkpoint import save_checkpoint
+from vjepa_ac.state_action import STATE_HIGH, STATE_LOW
 
 SPEC = {
     "encoder": {"patch_size": 8, "crop_size": 32, "frames_per_clip": 2, "tubelet_size": 2, "hidden_size": 48,
@@ -56,8 +57,36 @@ def test_rollout_integrates_state_and_matches_teacher_forced_forward(wm):
     with torch.no_grad():
         zs = torch.stack([z.expand(2, -1, -1), out[:, 0]], dim=1)
         states = torch.stack([state.expand(2, -1), state + actions[:, 0]], dim=1)
-        full = wm.predictor(zs, states, actions)
+        full = wm.predictor(zs, states, actions)[0]
     torch.testing.assert_close(out, full, atol=1e-5, rtol=1e-5)
+
+
+def test_rollout_with_states_integrates_or_predicts_the_robot_state(wm, tmp_path):
+    z, state, actions = wm.encode(_frames(1)), torch.rand(1, 7) * 0.5, _actions(3, 2)
+    latents, states = wm.rollout_with_states(z, state, actions)
+    assert not wm.predicts_state
+    torch.testing.assert_close(latents, wm.rollout(z, state, actions))
+    bounds = torch.as_tensor(STATE_LOW), torch.as_tensor(STATE_HIGH)
+    torch.testing.assert_close(states, (state[:, None] + actions.cumsum(1)).clamp(*bounds))  # integrated
+    learned = WorldModel.from_config({**SPEC, "predictor": {**SPEC["predictor"], "predicts_state": True}}, seed=0)
+    torch.nn.init.normal_(learned.predictor.state_head.weight, std=0.5)
+    assert learned.predicts_state
+    z = learned.encode(_frames(1))
+    latents, states = learned.rollout_with_states(z, state, actions)
+    with torch.no_grad():  # step by step: each predicted state is the next step's input
+        cache = learned.predictor.new_cache()
+        first, s1 = learned.predictor.step(z, state, actions[:, 0], cache)
+        s1 = s1.clamp(*bounds)
+        second, s2 = learned.predictor.step(first, s1, actions[:, 1], cache)
+    torch.testing.assert_close(states[:, 0], s1)
+    torch.testing.assert_close(states[:, 1], s2.clamp(*bounds))
+    torch.testing.assert_close(latents[:, 1], second)
+    assert not torch.allclose(states, (state[:, None] + actions.cumsum(1)), atol=1e-3)  # not integrated
+    # the checkpoint round trip keeps the state head
+    save_checkpoint(tmp_path / "ckpt", {"encoder": learned.latents.encoder, "predictor": learned.predictor},
+                    config={"world_model": {**SPEC, "predictor": {**SPEC["predictor"], "predicts_state": True}}})
+    reloaded = WorldModel.from_checkpoint(tmp_path / "ckpt")
+    torch.testing.assert_close(reloaded.rollout_with_states(z, state, actions)[1], states)
 
 
 def test_rollout_supports_gradients_through_actions(wm):

@@ -3,9 +3,11 @@
 Loss per window of T frames (latents z_0..z_{T-1}, states s_t, actions a_t):
 - teacher forcing: predict z_{t+1} from the ground-truth z_{<=t}, s_{<=t}, a_{<=t}, for every t at once;
 - rollout: from z_0 alone, feed the predictor's own outputs back for k steps (default 2), with the
-  state integrated as s + a exactly as planning does, and compare each step with z_{t+1}.
+  state integrated as s + a exactly as planning does (or, with `predicts_state`, the predicted
+  state), and compare each step with z_{t+1}.
 Both are L1 against the frozen encoder's layer-normed latents; `train.tf_weight` and
-`train.rollout_weight` weigh them.
+`train.rollout_weight` weigh them. With `world_model.predictor.predicts_state`, the predicted next
+states of both are compared with the logged ones (L1 in state-std units, `train.state_weight`).
 
 The run writes `<output_dir>/checkpoint` (`vjepa_ac.checkpoint` layout: encoder + predictor weights,
 resolved config with a `world_model` section, resume state), which `WorldModel.from_checkpoint` reads.
@@ -67,16 +69,25 @@ class FinetuneLoss(nn.Module):
         self.predictor, self.rollout_steps = predictor, rollout_steps
 
     def forward(self, z: torch.Tensor, states: torch.Tensor, actions: torch.Tensor):
-        """z `[B, T, N, D]`, states `[B, T, S]`, actions `[B, T-1, A]` -> (teacher-forcing L1, rollout L1)."""
-        pred = self.predictor(z[:, :-1], states[:, :-1], actions)
+        """z `[B, T, N, D]`, states `[B, T, S]`, actions `[B, T-1, A]` -> (teacher-forcing L1, rollout L1,
+        state L1: the predicted next states' over both, zero without `predicts_state`)."""
+        pred, pred_states = self.predictor(z[:, :-1], states[:, :-1], actions)
         tf = (pred - z[:, 1:]).abs().mean()
+        state = self._state_error(pred_states, states[:, 1:])
         cache = self.predictor.new_cache()
         z_t, s_t, rollout = z[:, 0], states[:, 0], 0.0
         for k in range(self.rollout_steps):
-            z_t = self.predictor.step(z_t, s_t, actions[:, k], cache)
-            s_t = s_t + actions[:, k]
+            z_t, predicted = self.predictor.step(z_t, s_t, actions[:, k], cache)
+            s_t = s_t + actions[:, k] if predicted is None else predicted
             rollout = rollout + (z_t - z[:, k + 1]).abs().mean()
-        return tf, rollout / max(1, self.rollout_steps)
+            state = state + self._state_error(predicted, states[:, k + 1])
+        return tf, rollout / max(1, self.rollout_steps), state / (1 + self.rollout_steps)
+
+    def _state_error(self, predicted: torch.Tensor | None, true: torch.Tensor) -> torch.Tensor:
+        """L1 of predicted next states in state-std units (a zero tensor when the predictor predicts none)."""
+        if predicted is None:
+            return torch.zeros((), device=true.device)
+        return ((predicted - true) / self.predictor.state_std).abs().mean()
 
 
 def world_model_spec(cfg: DictConfig, encoder: nn.Module) -> DictConfig:
@@ -193,21 +204,23 @@ class Finetuning(Objective):
 
     def loss(self, model: nn.Module, batch, epoch: int, index: int) -> StepOutput:
         z, states, actions = to_latents(batch, self.latents, self.cached, self.dist_info.device)
-        tf, rollout = model(z, states, actions)
-        loss = self.cfg.train.tf_weight * tf + self.cfg.train.rollout_weight * rollout
-        return StepOutput(loss, aux={"tf": tf.detach(), "rollout": rollout.detach()})
+        tf, rollout, state = model(z, states, actions)
+        t = self.cfg.train
+        loss = t.tf_weight * tf + t.rollout_weight * rollout + t.state_weight * state
+        return StepOutput(loss, aux={"tf": tf.detach(), "rollout": rollout.detach(), "state": state.detach()})
 
     def metrics(self, out: StepOutput, step: int) -> dict[str, float]:
         return {"loss/teacher_forcing": all_reduce_mean(out.aux["tf"]).item(),
-                "loss/rollout": all_reduce_mean(out.aux["rollout"]).item()}
+                "loss/rollout": all_reduce_mean(out.aux["rollout"]).item(),
+                "loss/state": all_reduce_mean(out.aux["state"]).item()}
 
     def evaluate(self) -> dict[str, float]:
         if self.val_data is None:
             return {}
         per_rank = self.cfg.train.batch_size // self.dist_info.world_size
-        tf, rollout = evaluate_loss(self.model, self.val_data, self.latents, self.cached, self.dist_info.device,
-                                    per_rank, self.cfg.train.val_batches)
-        return {"val/teacher_forcing": tf, "val/rollout": rollout}
+        tf, rollout, state = evaluate_loss(self.model, self.val_data, self.latents, self.cached,
+                                           self.dist_info.device, per_rank, self.cfg.train.val_batches)
+        return {"val/teacher_forcing": tf, "val/rollout": rollout, "val/state": state}
 
     def load(self, checkpoint: Path) -> None:
         """The predictor only: the encoder stays the configured one, which must match the checkpoint's."""
@@ -230,15 +243,14 @@ def finetune(cfg: DictConfig, train_set: Dataset | None = None, val_set: Dataset
 
 @torch.no_grad()
 def evaluate_loss(loss_fn: FinetuneLoss, data: Dataset, latents: FrameLatents, cached: bool, device: torch.device,
-                  batch_size: int, max_batches: int) -> tuple[float, float]:
-    """Mean (teacher-forcing, rollout) L1 over the first `max_batches` batches of `data`."""
+                  batch_size: int, max_batches: int) -> tuple[float, float, float]:
+    """Mean (teacher-forcing, rollout, state) L1 over the first `max_batches` batches of `data`."""
     loss_fn.eval()
-    totals, n = torch.zeros(2), 0
+    totals, n = torch.zeros(3), 0
     for i, batch in enumerate(DataLoader(data, batch_size=batch_size, shuffle=False)):
         if i >= max_batches:
             break
-        tf, rollout = loss_fn(*to_latents(batch, latents, cached, device))
-        totals += torch.stack([tf, rollout]).cpu()
+        totals += torch.stack(loss_fn(*to_latents(batch, latents, cached, device))).cpu()
         n += 1
     totals = all_reduce_mean(totals / max(1, n))
-    return totals[0].item(), totals[1].item()
+    return totals[0].item(), totals[1].item(), totals[2].item()

@@ -69,6 +69,8 @@ class StateHeadTraining(Objective):
                                            lr=cfg.optim.lr, betas=tuple(cfg.optim.betas))
         self.model = HeadLoss(self.head)
         self.modules = {"encoder": wm.latents.encoder, "predictor": wm.predictor, "state_head": self.head}
+        if wm.latent_distance is not None:  # it reads latents alone: carried over unchanged
+            self.modules["latent_distance"] = wm.latent_distance
         log.info("state head on %s: %d train windows, %d val windows", cfg.world_model, len(self.dataset),
                  len(self.val_data))
 

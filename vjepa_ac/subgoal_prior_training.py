@@ -177,7 +177,7 @@ class SubgoalPriorTraining(Objective):
         if cfg.data.observation == "environment_state":
             self._privileged_prior(cfg)
         else:
-            wm = WorldModel.from_checkpoint(cfg.world_model, dist_info.device, heads=("state_head",))  # not its prior
+            wm = WorldModel.from_checkpoint(cfg.world_model, dist_info.device, heads=("state_head", "latent_distance"))  # not its prior
             self._prior_over(cfg, wm)
         episodes = self.dataset.episodes
         self.prior.set_stats(torch.cat([ep.z[::4].float() for ep in episodes]), torch.cat([ep.states for ep in episodes]),
@@ -215,8 +215,9 @@ class SubgoalPriorTraining(Objective):
         read = wm.decode_state if self.prior.cfg.reads_state else None
         self.dataset, self.val_data = samples("train"), samples("val")
         self.modules = {"encoder": wm.latents.encoder, "predictor": wm.predictor, "subgoal_prior": self.prior}
-        if wm.state_head is not None:
-            self.modules["state_head"] = wm.state_head
+        for name in ("state_head", "latent_distance"):
+            if getattr(wm, name) is not None:
+                self.modules[name] = getattr(wm, name)
 
     def _privileged_prior(self, cfg: DictConfig) -> None:
         """PRIVILEGED: the prior on the logs' environment state, saved on its own."""

@@ -17,11 +17,15 @@ head (keys `state_head.*`, sizes in `world_model.state_head`): `decode_state(z)`
 state from latents, which the planners' `state_weight` energy term applies to the goal image. One
 written by `scripts/train_subgoal_prior.py` also holds the subgoal prior (keys `subgoal_prior.*`,
 sizes in `world_model.subgoal_prior`): `propose_subgoal(z_now, state_now, z_goal)` is the state to
-reach next on the way to a goal image, which the two-level planner's high level proposes.
+reach next on the way to a goal image, which the two-level planner's high level proposes. One
+written by `scripts/train_latent_distance.py` also holds the learned latent distance (keys
+`latent_distance.*`, sizes in `world_model.latent_distance`): `distance(z, z_goal)` is the number of
+control steps from a frame to a goal image read from their latents, the planners' `latent_energy: learned`.
 """
 
 from __future__ import annotations
 
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -35,8 +39,10 @@ from vjepa_ac.checkpoint import load_config, load_state_into, load_weights, spli
 from vjepa_ac.data.transforms import normalize_frames
 from vjepa_ac.training import resolve_device
 from vjepa_ac.models.ac_predictor import ACPredictor, ACPredictorConfig
+from vjepa_ac.models.latent_distance import LatentDistance, LatentDistanceConfig
 from vjepa_ac.models.state_head import StateHead, StateHeadConfig
 from vjepa_ac.models.subgoal_prior import SubgoalPrior, SubgoalPriorConfig
+from vjepa_ac.state_action import STATE_HIGH, STATE_LOW
 
 
 def encoder_fields(config) -> dict[str, Any]:
@@ -92,7 +98,8 @@ def build_modules(spec: DictConfig | dict) -> tuple[FrameLatents, ACPredictor]:
 
 
 # Heads on the frozen latents a checkpoint may hold: weight prefix and `world_model` config section -> module, config
-HEADS = {"state_head": (StateHead, StateHeadConfig), "subgoal_prior": (SubgoalPrior, SubgoalPriorConfig)}
+HEADS = {"state_head": (StateHead, StateHeadConfig), "subgoal_prior": (SubgoalPrior, SubgoalPriorConfig),
+         "latent_distance": (LatentDistance, LatentDistanceConfig)}
 
 
 def build_head(spec: DictConfig, name: str, latents: FrameLatents, predictor: ACPredictor) -> nn.Module | None:
@@ -102,8 +109,10 @@ def build_head(spec: DictConfig, name: str, latents: FrameLatents, predictor: AC
         return None
     module, config = HEADS[name]
     grid = latents.grid
-    return module(config(num_tokens=grid[0] * grid[1], embed_dim=predictor.cfg.embed_dim,
-                         state_dim=predictor.cfg.state_dim, **OmegaConf.to_container(spec[name], resolve=True)))
+    sizes = {"num_tokens": grid[0] * grid[1], "embed_dim": predictor.cfg.embed_dim}
+    if "state_dim" in {f.name for f in fields(config)}:
+        sizes["state_dim"] = predictor.cfg.state_dim
+    return module(config(**sizes, **OmegaConf.to_container(spec[name], resolve=True)))
 
 
 def config_frame_stride(cfg: DictConfig) -> int:
@@ -124,7 +133,8 @@ class WorldModel(nn.Module):
     views = ("pixels",)  # one camera: the env's obs["pixels"] (several: planners.views.MultiViewWorldModel)
 
     def __init__(self, latents: FrameLatents, predictor: ACPredictor, spec: DictConfig | dict,
-                 state_head: StateHead | None = None, subgoal_prior: SubgoalPrior | None = None):
+                 state_head: StateHead | None = None, subgoal_prior: SubgoalPrior | None = None,
+                 latent_distance: LatentDistance | None = None):
         super().__init__()
         if subgoal_prior is not None and subgoal_prior.cfg.reads_state and state_head is None:
             raise ValueError("the subgoal prior reads the goal-state head's readings, but the world model has no head")
@@ -132,6 +142,7 @@ class WorldModel(nn.Module):
         self.predictor = predictor.eval().requires_grad_(False)
         self.state_head = state_head.eval().requires_grad_(False) if state_head is not None else None
         self.subgoal_prior = subgoal_prior.eval().requires_grad_(False) if subgoal_prior is not None else None
+        self.latent_distance = latent_distance.eval().requires_grad_(False) if latent_distance is not None else None
         self.spec = OmegaConf.create(spec) if isinstance(spec, dict) else spec
         # control steps per predicted step: 1, or k for a high-level model fine-tuned on frames read
         # every k control steps (data.reader.frame_stride), whose action is the summed k-step action
@@ -215,6 +226,14 @@ class WorldModel(nn.Module):
                              "train it with scripts/train_state_head.py")
         return self.state_head(z.to(self.device).float())
 
+    def distance(self, z: torch.Tensor, z_goal: torch.Tensor) -> torch.Tensor:
+        """The learned latent distance, in control steps, from latents `[B, N, D]` to goal latents
+        `[1|B, N, D]` -> `[B]`: the planner's `latent_energy: learned`. Differentiable (gradient planners)."""
+        if self.latent_distance is None:
+            raise ValueError("this world model has no learned latent distance (a planner's latent_energy: learned "
+                             "needs one): train it with scripts/train_latent_distance.py")
+        return self.latent_distance(z.to(self.device).float(), z_goal.to(self.device).float())
+
     @torch.inference_mode()
     def propose_subgoal(self, z_now: torch.Tensor, state_now, z_goal: torch.Tensor) -> torch.Tensor:
         """The subgoal prior's next state on the way to the goal latents: `[B, S]`, the measured state
@@ -230,11 +249,24 @@ class WorldModel(nn.Module):
         readings = (self.state_head(first), self.state_head(z_goal)) if self.subgoal_prior.cfg.reads_state else None
         return self.subgoal_prior.propose(z_now, state_now, z_goal, readings)
 
-    def rollout(self, z: torch.Tensor, state, actions) -> torch.Tensor:
-        """Predict latents of the next H frames for B candidate action sequences at once.
+    @property
+    def predicts_state(self) -> bool:
+        """Whether the predictor predicts the next robot state (learned proprioception) rather than
+        the rollout integrating `state + action`."""
+        return self.predictor.cfg.predicts_state
 
-        z `[1|B, N, D]`, state `[1|B, 7]`, actions `[B, H, 7]` -> `[B, H, N, D]`. The state is
-        integrated (`state + action`), not predicted. A batch-1 z/state is embedded once and
+    def rollout(self, z: torch.Tensor, state, actions) -> torch.Tensor:
+        """Predict latents of the next H frames for B candidate action sequences at once: `[B, H, N, D]`
+        (`rollout_with_states`' latents)."""
+        return self.rollout_with_states(z, state, actions)[0]
+
+    def rollout_with_states(self, z: torch.Tensor, state, actions) -> tuple[torch.Tensor, torch.Tensor]:
+        """Predict latents and robot states of the next H frames for B candidate action sequences at once.
+
+        z `[1|B, N, D]`, state `[1|B, 7]`, actions `[B, H, 7]` -> latents `[B, H, N, D]` and states
+        `[B, H, 7]`. The states are the predictor's (`predicts_state`) or else integrated
+        (`state + action`), returned clamped to the state bounds; each step's is the next step's
+        input (an integrated one unclamped, as in fine-tuning's rollout loss). A batch-1 z/state is embedded once and
         broadcast; each step adds one block per candidate and reuses the earlier blocks' keys and
         values (KV cache). Runs under `torch.inference_mode` unless `actions` requires grad (gradient
         planners).
@@ -253,11 +285,15 @@ class WorldModel(nn.Module):
         with torch.inference_mode():
             return self._rollout(z.to(self.device), state, actions)
 
-    def _rollout(self, z: torch.Tensor, state: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+    def _rollout(self, z: torch.Tensor, state: torch.Tensor,
+                 actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         cache = self.predictor.new_cache()
-        preds = []
+        low, high = torch.as_tensor(STATE_LOW, device=self.device), torch.as_tensor(STATE_HIGH, device=self.device)
+        latents, states = [], []
         for h in range(actions.shape[1]):
-            z = self.predictor.step(z, state, actions[:, h], cache)
-            state = state + actions[:, h]
-            preds.append(z)
-        return torch.stack(preds, dim=1)
+            z, predicted = self.predictor.step(z, state, actions[:, h], cache)
+            # an integrated state is fed back unclamped, as the predictor was trained on windows' sums
+            state = state + actions[:, h] if predicted is None else predicted.clamp(low, high)
+            latents.append(z)
+            states.append(state.clamp(low, high))
+        return torch.stack(latents, dim=1), torch.stack(states, dim=1)

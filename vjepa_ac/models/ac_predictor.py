@@ -3,7 +3,9 @@
 Each time step t is one block of tokens `[action_t, state_t, frame_t tokens (N)]`. Tokens attend
 within their own block and to every earlier block, never to later ones, so the output at block t
 depends only on frames, states and actions up to t. The output at block t's frame tokens is the
-prediction of frame t+1's latents.
+prediction of frame t+1's latents; with `predicts_state`, the output at its state token is the
+prediction of state t+1 (learned proprioception: a gripper closed on an object stops at the object,
+which integrating `state + action` does not know).
 
 Positions are rotary (RoPE): the head's channel pairs are split in three parts rotated by the token's
 time step, grid row and grid column; action and state tokens carry their time step and row = column = 0.
@@ -40,6 +42,7 @@ class ACPredictorConfig:
     state_dim: int = 7
     rope_theta: float = 10000.0
     residual: bool = True  # predict frame t+1 as layer_norm(z_t + change): "no motion" is the easy default
+    predicts_state: bool = False  # also predict state t+1 (as state t + a change in state-std units)
 
     def __post_init__(self) -> None:
         self.grid = tuple(int(g) for g in self.grid)
@@ -123,6 +126,7 @@ class ACPredictor(nn.Module):
         self.blocks = nn.ModuleList(Block(cfg.dim, cfg.heads, cfg.mlp_ratio) for _ in range(cfg.depth))
         self.norm = nn.LayerNorm(cfg.dim)
         self.head = nn.Linear(cfg.dim, cfg.embed_dim)
+        self.state_head = nn.Linear(cfg.dim, cfg.state_dim) if cfg.predicts_state else None
         self.apply(self._init_weights)
         # Per-dimension input normalisation of states and actions (set from the training data by
         # `set_input_stats`, saved with the weights): raw actions are centimetre-scale deltas, far too
@@ -179,19 +183,23 @@ class ACPredictor(nn.Module):
         f = self.frame_embed(z).expand(B, T, -1, -1)
         return torch.cat([a, s, f], dim=2).flatten(1, 2)
 
-    def _readout(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-        """Frame-token outputs `[B, T*(N+2), dim]` -> layer-normed latents `[B, T, N, D]`
-        (inputs `z [B|1, T, N, D]`)."""
-        x = x.unflatten(1, (z.shape[1], self.cfg.tokens_per_frame + 2))[:, :, 2:]
-        out = self.head(self.norm(x))
+    def _readout(self, x: torch.Tensor, z: torch.Tensor,
+                 states: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Outputs `[B, T*(N+2), dim]` -> layer-normed latents `[B, T, N, D]` (inputs `z [B|1, T, N, D]`)
+        and, with `predicts_state`, next states `[B, T, S]` (inputs `states [B|1, T, S]`; else None)."""
+        x = self.norm(x.unflatten(1, (z.shape[1], self.cfg.tokens_per_frame + 2)))
+        out = self.head(x[:, :, 2:])
         if self.cfg.residual:
             out = out + z
-        return F.layer_norm(out, (out.shape[-1],))
+        next_states = None if self.state_head is None else states + self.state_head(x[:, :, 1]) * self.state_std
+        return F.layer_norm(out, (out.shape[-1],)), next_states
 
-    def forward(self, z: torch.Tensor, states: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+    def forward(self, z: torch.Tensor, states: torch.Tensor,
+                actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """z `[B, T, N, D]`, states `[B, T, S]`, actions `[B, T, A]` (action t moves t -> t+1).
 
-        Returns `[B, T, N, D]`: entry t is the prediction of frame t+1's latents.
+        Returns `[B, T, N, D]`: entry t is the prediction of frame t+1's latents, and with
+        `predicts_state` `[B, T, S]`: the prediction of state t+1 (else None).
         """
         self._check_inputs(z, states, actions)
         T = z.shape[1]
@@ -201,13 +209,15 @@ class ACPredictor(nn.Module):
         x = self._tokens(z, states, actions)
         for blk in self.blocks:
             x = blk(x, rot, mask=mask)
-        return self._readout(x, z)
+        return self._readout(x, z, states)
 
     def new_cache(self) -> KVCache:
         return KVCache(self.cfg.depth)
 
-    def step(self, z_t: torch.Tensor, state_t: torch.Tensor, action_t: torch.Tensor, cache: KVCache) -> torch.Tensor:
-        """One block: z_t `[B, N, D]`, state_t `[B, S]`, action_t `[B, A]` -> prediction of frame t+1 `[B, N, D]`.
+    def step(self, z_t: torch.Tensor, state_t: torch.Tensor, action_t: torch.Tensor,
+             cache: KVCache) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """One block: z_t `[B, N, D]`, state_t `[B, S]`, action_t `[B, A]` -> prediction of frame t+1
+        `[B, N, D]` and, with `predicts_state`, of state t+1 `[B, S]` (else None).
 
         Earlier blocks come from `cache` (updated in place); the batch size must stay the same.
         """
@@ -217,4 +227,5 @@ class ACPredictor(nn.Module):
         for i, blk in enumerate(self.blocks):
             x = blk(x, rot, cache=cache, layer=i)
         cache.t += 1
-        return self._readout(x, z_t.unsqueeze(1))[:, 0]
+        z_next, state_next = self._readout(x, z_t.unsqueeze(1), state_t.unsqueeze(1))
+        return z_next[:, 0], None if state_next is None else state_next[:, 0]
