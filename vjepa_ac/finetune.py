@@ -7,7 +7,7 @@ Loss per window of T frames (latents z_0..z_{T-1}, states s_t, actions a_t):
   state), and compare each step with z_{t+1}.
 Both are L1 against the frozen encoder's layer-normed latents; `train.tf_weight` and
 `train.rollout_weight` weigh them. With `world_model.predictor.predicts_state`, the predicted next
-states of both are compared with the logged ones (L1 in state-std units, `train.state_weight`).
+states of both are compared with the logged ones (squared error in state-std units, `train.state_weight`).
 
 The run writes `<output_dir>/checkpoint` (`vjepa_ac.checkpoint` layout: encoder + predictor weights,
 resolved config with a `world_model` section, resume state), which `WorldModel.from_checkpoint` reads.
@@ -70,7 +70,7 @@ class FinetuneLoss(nn.Module):
 
     def forward(self, z: torch.Tensor, states: torch.Tensor, actions: torch.Tensor):
         """z `[B, T, N, D]`, states `[B, T, S]`, actions `[B, T-1, A]` -> (teacher-forcing L1, rollout L1,
-        state L1: the predicted next states' over both, zero without `predicts_state`)."""
+        state error: the predicted next states' over both, zero without `predicts_state`)."""
         pred, pred_states = self.predictor(z[:, :-1], states[:, :-1], actions)
         tf = (pred - z[:, 1:]).abs().mean()
         state = self._state_error(pred_states, states[:, 1:])
@@ -84,10 +84,12 @@ class FinetuneLoss(nn.Module):
         return tf, rollout / max(1, self.rollout_steps), state / (1 + self.rollout_steps)
 
     def _state_error(self, predicted: torch.Tensor | None, true: torch.Tensor) -> torch.Tensor:
-        """L1 of predicted next states in state-std units (a zero tensor when the predictor predicts none)."""
+        """Squared error of predicted next states in state-std units (a zero tensor when the predictor
+        predicts none). Squared, not L1: the gripper's jumps (one step per close or open command, a
+        jump to 0.4 on an object or 1.0 empty) are rare, and an L1 fit predicted "no change" there."""
         if predicted is None:
             return torch.zeros((), device=true.device)
-        return ((predicted - true) / self.predictor.state_std).abs().mean()
+        return ((predicted - true) / self.predictor.state_std).pow(2).mean()
 
 
 def world_model_spec(cfg: DictConfig, encoder: nn.Module) -> DictConfig:

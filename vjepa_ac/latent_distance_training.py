@@ -34,8 +34,7 @@ log = logging.getLogger(__name__)
 class StepSamples(Dataset):
     """Hindsight samples over encoded episodes: item i is `(z_now [N, D], z_goal [N, D], steps [])`."""
 
-    def __init__(self, episodes: list[embedding_cache.EpisodeLatents], future_goals: int, seed: int,
-                 state_dims: list[int] | None = None):
+    def __init__(self, episodes: list[embedding_cache.EpisodeLatents], future_goals: int, seed: int):
         generator = torch.Generator().manual_seed(seed)
         self.episodes = episodes
         samples = []  # (episode, frame, goal frame)
@@ -47,7 +46,6 @@ class StepSamples(Dataset):
         if not samples:
             raise ValueError("no episode has a frame: nothing to train the latent distance on")
         self.samples = torch.tensor(samples)
-        self.state_dims = None if state_dims is None else list(state_dims)
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -55,10 +53,7 @@ class StepSamples(Dataset):
     def __getitem__(self, i: int):
         e, t, goal = self.samples[i].tolist()
         z = self.episodes[e].z
-        if self.state_dims is None:
-            return z[t].float(), z[goal].float(), torch.tensor(goal - t)
-        states = self.episodes[e].states
-        return z[t].float(), z[goal].float(), (states[t, self.state_dims] - states[goal, self.state_dims]).abs().mean()
+        return z[t].float(), z[goal].float(), torch.tensor(goal - t)
 
 
 class DistanceLoss(torch.nn.Module):
@@ -92,7 +87,7 @@ class LatentDistanceTraining(Objective):
             dataset, episodes = demonstrations(cfg, split, wm.resolution)
             latents = embedding_cache.episode_latents(dataset, episodes, wm.latents, cfg.cache.dir,
                                                       cfg.cache.batch_size * 4, dist_info.is_main, dist_info.device)
-            return StepSamples(latents, cfg.hindsight.future_goals, cfg.seed, cfg.hindsight.get("state_dims"))
+            return StepSamples(latents, cfg.hindsight.future_goals, cfg.seed)
 
         self.dataset, self.val_data = samples("train"), samples("val")
         self.optimizer = torch.optim.AdamW(adamw_param_groups(self.distance, cfg.optim.weight_decay),
