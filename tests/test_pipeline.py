@@ -22,6 +22,7 @@ TOY = {
     "ARGS_state_head": "train.steps=3 train.batch_size=8 optim.warmup_steps=1 train.val_every=2 train.log_every=1",
     "ARGS_state_head_high": "train.steps=3 train.batch_size=8 optim.warmup_steps=1 train.val_every=2 train.log_every=1",
     "ARGS_collect_prior_logs": "episodes_per_task=3 episodes_per_file=4 num_workers=1",
+    "ARGS_collect_more_prior_logs": "episodes_per_task=4 episodes_per_file=4 num_workers=1",
     "ARGS_subgoal_prior": "train.steps=3 train.batch_size=8 optim.warmup_steps=1 train.val_every=2 train.log_every=1",
     "ARGS_subgoal_prior_wrist": "train.steps=3 train.batch_size=8 optim.warmup_steps=1 train.val_every=2 "
                                 "train.log_every=1",
@@ -50,7 +51,8 @@ def test_pipeline_runs_every_stage_and_writes_the_table(tmp_path):
     times = (run / "stage_times.txt").read_text()
     for stage in ("collect_videos", "pretrain", "collect_robot_logs", "finetune", "collect_head_logs", "state_head",
                   "collect_wrist_logs", "finetune_wrist", "wrist_state_head", "finetune_high", "state_head_high",
-                  "collect_prior_logs", "subgoal_prior", "subgoal_prior_wrist", "subgoal_prior_oracle",
+                  "collect_prior_logs", "subgoal_prior", "collect_more_prior_logs", "subgoal_prior_wrist",
+                  "subgoal_prior_oracle",
                   "finetune_learned_state", "state_head_learned_state", "latent_distance", "eval_dynamics",
                   "benchmark"):
         assert stage in times
