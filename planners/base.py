@@ -6,7 +6,8 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from planners.energy import ENERGY_REDUCTIONS, LATENT_ENERGIES, latent_l1_energy, mask_non_finite, token_weights
+from planners.energy import (ENERGY_REDUCTIONS, LATENT_ENERGIES, goal_energy, latent_l1_energy, mask_non_finite,
+                             token_weights)
 from planners.protocol import WorldModel
 from vjepa_ac.state_action import GRIPPER_DIM, POSITION_DIMS, ROTATION_DIMS, STATE_HIGH, STATE_LOW
 
@@ -317,7 +318,7 @@ class Planner:
         subgoal switch reads)."""
         if self.latent_energy == "learned":
             return float(learned_distance(world_model)(z_now, z_goal)[0])
-        return float(latent_l1_energy(z_now[:, None], z_goal, token_weights=token_weights(world_model))[0])
+        return goal_energy(z_now, z_goal, token_weights(world_model))
 
     def _state_energy(self, state_now: torch.Tensor, actions: torch.Tensor,
                       states: torch.Tensor | None = None) -> torch.Tensor:

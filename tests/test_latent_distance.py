@@ -5,21 +5,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from planners import CEM
 from vjepa_ac import WorldModel
 from vjepa_ac.checkpoint import load_weights, split_prefix
 from vjepa_ac.embedding_cache import EpisodeLatents
-from vjepa_ac.finetune import finetune
 from vjepa_ac.latent_distance_training import StepSamples, held_out_errors, rank_correlation, train_latent_distance
 from vjepa_ac.models.latent_distance import LatentDistance, LatentDistanceConfig
 
-ROOT = Path(__file__).resolve().parents[1]
-FIXTURE = ROOT / "tests" / "fixtures" / "lerobot_v30_tiny"
-ENCODER = {"patch_size": 8, "crop_size": 32, "frames_per_clip": 2, "tubelet_size": 2, "hidden_size": 48,
-           "num_attention_heads": 2, "num_hidden_layers": 1}
+from tiny_world_model import ENCODER, compose_on_fixture, finetune_tiny_world_model
 LOW = np.array([-0.05] * 3 + [-0.25] * 3 + [-1.0], dtype=np.float32)
 
 
@@ -77,28 +72,13 @@ def test_rank_correlation_and_validation_scores_the_order_to_the_last_frame():
     assert errors["val/steps_mae"] == pytest.approx(0.0)
 
 
-def _compose(name: str, tmp_path: Path, overrides: dict):
-    with initialize_config_dir(str(ROOT / "configs"), version_base=None):
-        cfg = compose(name)
-    base = {"device": "cpu", "data": {"root": str(FIXTURE)},
-            "cache": {"dir": str(tmp_path / "cache"), "batch_size": 16}}
-    return OmegaConf.merge(cfg, base, overrides)
-
-
 @pytest.fixture(scope="module")
 def world_model_dir(tmp_path_factory) -> Path:
-    tmp_path = tmp_path_factory.mktemp("finetune")
-    cfg = _compose("finetune", tmp_path, {
-        "output_dir": str(tmp_path / "run"), "encoder": {"source": "random", "config": ENCODER},
-        "data": {"num_steps": 3}, "cache": {"enabled": True},
-        "world_model": {"pool": 2, "predictor": {"dim": 48, "depth": 2, "heads": 2}},
-        "train": {"steps": 2, "batch_size": 4, "val_every": 1000, "checkpoint_every": 1000},
-        "optim": {"warmup_steps": 1}})
-    return finetune(cfg)
+    return finetune_tiny_world_model(tmp_path_factory.mktemp("finetune"))
 
 
 def _distance_cfg(tmp_path: Path, world_model_dir: Path, **overrides):
-    return _compose("train_latent_distance", tmp_path, OmegaConf.merge({
+    return compose_on_fixture("train_latent_distance", tmp_path, OmegaConf.merge({
         "world_model": str(world_model_dir), "output_dir": str(tmp_path / "distance"),
         "data": {"policies": None}, "latent_distance": {"token_dim": 8, "width": 32, "max_steps": 16},
         "train": {"steps": 80, "batch_size": 16, "log_every": 20, "val_every": 40, "checkpoint_every": 1000,
@@ -132,7 +112,7 @@ def test_training_lowers_the_loss_and_the_checkpoint_is_the_same_world_model_plu
     # a goal-state head trained over it keeps the distance (it reads latents alone)
     from vjepa_ac.state_head_training import train_state_head
 
-    head = train_state_head(_compose("train_state_head", tmp_path, {
+    head = train_state_head(compose_on_fixture("train_state_head", tmp_path, {
         "world_model": str(ckpt), "output_dir": str(tmp_path / "head"), "state_head": {"token_dim": 8, "width": 32},
         "train": {"steps": 2, "batch_size": 8, "val_every": 1000, "checkpoint_every": 1000},
         "optim": {"warmup_steps": 1}}))

@@ -4,41 +4,29 @@ from pathlib import Path
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from planners import CEM
 from planners.mpc import TimedWorldModel
 from vjepa_ac import WorldModel
 from vjepa_ac.checkpoint import load_weights, split_prefix
-from vjepa_ac.finetune import finetune
 from vjepa_ac.models.state_head import StateHead, StateHeadConfig
 from vjepa_ac.state_head_training import train_state_head
 
-ROOT = Path(__file__).resolve().parents[1]
-FIXTURE = ROOT / "tests" / "fixtures" / "lerobot_v30_tiny"
-ENCODER = {"patch_size": 8, "crop_size": 32, "frames_per_clip": 2, "tubelet_size": 2, "hidden_size": 48,
-           "num_attention_heads": 2, "num_hidden_layers": 1}
+from tiny_world_model import FIXTURE, compose_on_fixture, finetune_tiny_world_model
+
 LOW, HIGH = [-0.05] * 3 + [-0.25] * 3 + [-1.0], [0.05] * 3 + [0.25] * 3 + [1.0]
 
 
 def _compose(name: str, tmp_path: Path, overrides: dict):
-    with initialize_config_dir(str(ROOT / "configs"), version_base=None):
-        cfg = compose(name)
-    base = {"device": "cpu", "data": {"root": str(FIXTURE), "num_steps": 3},
-            "cache": {"enabled": True, "dir": str(tmp_path / "cache"), "batch_size": 16}}
-    return OmegaConf.merge(cfg, base, overrides)
+    """`compose_on_fixture` with fine-tuning's windows of 3 frames and its cache (the head reuses them)."""
+    windows = {"data": {"num_steps": 3}, "cache": {"enabled": True}}
+    return compose_on_fixture(name, tmp_path, OmegaConf.merge(windows, overrides))
 
 
 @pytest.fixture(scope="module")
 def world_model_dir(tmp_path_factory) -> Path:
-    tmp_path = tmp_path_factory.mktemp("finetune")
-    cfg = _compose("finetune", tmp_path, {
-        "output_dir": str(tmp_path / "run"), "encoder": {"source": "random", "config": ENCODER},
-        "world_model": {"pool": 2, "predictor": {"dim": 48, "depth": 2, "heads": 2}},
-        "train": {"steps": 2, "batch_size": 4, "val_every": 1000, "checkpoint_every": 1000},
-        "optim": {"warmup_steps": 1}})
-    return finetune(cfg)
+    return finetune_tiny_world_model(tmp_path_factory.mktemp("finetune"))
 
 
 def test_head_training_lowers_the_loss_and_the_checkpoint_is_the_same_world_model_plus_the_head(

@@ -14,17 +14,14 @@ from planners.hierarchical import HierarchicalPlanner
 from planners.views import MultiViewWorldModel
 from vjepa_ac import WorldModel
 from vjepa_ac.checkpoint import load_weights, split_prefix
-from vjepa_ac.finetune import finetune
 from vjepa_ac.state_action import STATE_HIGH, STATE_LOW
 from vjepa_ac.models.subgoal_prior import (SubgoalPrior, SubgoalPriorConfig, gripper_commands, keyframe_delta,
                                            keyframe_kind_names, keyframe_kinds)
 from vjepa_ac.embedding_cache import EpisodeLatents
 from vjepa_ac.subgoal_prior_training import KeyframeSamples, held_out_errors, train_subgoal_prior
 
-ROOT = Path(__file__).resolve().parents[1]
-FIXTURE = ROOT / "tests" / "fixtures" / "lerobot_v30_tiny"
-ENCODER = {"patch_size": 8, "crop_size": 32, "frames_per_clip": 2, "tubelet_size": 2, "hidden_size": 48,
-           "num_attention_heads": 2, "num_hidden_layers": 1}
+from tiny_world_model import ROOT, compose_on_fixture, finetune_tiny_world_model
+
 LOW = np.array([-0.05] * 3 + [-0.25] * 3 + [-1.0], dtype=np.float32)
 HIGH = -LOW
 
@@ -132,28 +129,13 @@ def test_an_extra_view_drops_out_in_training_only():
         prior(torch.zeros(2, 4, 8), torch.zeros(2, 7), torch.zeros(2, 4, 8))
 
 
-def _compose(name: str, tmp_path: Path, overrides: dict):
-    with initialize_config_dir(str(ROOT / "configs"), version_base=None):
-        cfg = compose(name)
-    base = {"device": "cpu", "data": {"root": str(FIXTURE)},
-            "cache": {"dir": str(tmp_path / "cache"), "batch_size": 16}}
-    return OmegaConf.merge(cfg, base, overrides)
-
-
 @pytest.fixture(scope="module")
 def world_model_dir(tmp_path_factory) -> Path:
-    tmp_path = tmp_path_factory.mktemp("finetune")
-    cfg = _compose("finetune", tmp_path, {
-        "output_dir": str(tmp_path / "run"), "encoder": {"source": "random", "config": ENCODER},
-        "data": {"num_steps": 3}, "cache": {"enabled": True},
-        "world_model": {"pool": 2, "predictor": {"dim": 48, "depth": 2, "heads": 2}},
-        "train": {"steps": 2, "batch_size": 4, "val_every": 1000, "checkpoint_every": 1000},
-        "optim": {"warmup_steps": 1}})
-    return finetune(cfg)
+    return finetune_tiny_world_model(tmp_path_factory.mktemp("finetune"))
 
 
 def _prior_cfg(tmp_path: Path, world_model_dir: Path, **overrides):
-    return _compose("train_subgoal_prior", tmp_path, OmegaConf.merge({
+    return compose_on_fixture("train_subgoal_prior", tmp_path, OmegaConf.merge({
         "world_model": str(world_model_dir), "output_dir": str(tmp_path / "prior"),
         "data": {"policies": None, "successful_only": False, "max_noise": None}, "subgoal_prior": {"token_dim": 8, "width": 32, "reads_state": False},
         "train": {"steps": 60, "batch_size": 16, "log_every": 20, "val_every": 30, "checkpoint_every": 1000,
@@ -205,7 +187,7 @@ def test_prior_training_lowers_the_loss_and_the_checkpoint_is_the_same_world_mod
     # a goal-state head trained over a checkpoint that holds a prior writes a loadable checkpoint without it
     from vjepa_ac.state_head_training import train_state_head
 
-    head = train_state_head(_compose("train_state_head", tmp_path, {
+    head = train_state_head(compose_on_fixture("train_state_head", tmp_path, {
         "world_model": str(ckpt), "output_dir": str(tmp_path / "head"), "state_head": {"token_dim": 8, "width": 32},
         "train": {"steps": 2, "batch_size": 8, "val_every": 1000, "checkpoint_every": 1000},
         "optim": {"warmup_steps": 1}}))
@@ -336,7 +318,7 @@ def test_the_privileged_prior_reads_the_logged_environment_state_and_drives_the_
                                                  "random_fraction=0", "num_workers=0", "tasks=[grasp,pick_place]",
                                                  "noise_levels=[0.0]"])
     sim_collection.collect_robot_logs(collect)
-    cfg = _compose("train_subgoal_prior", tmp_path, {
+    cfg = compose_on_fixture("train_subgoal_prior", tmp_path, {
         "output_dir": str(tmp_path / "prior"), "data": {"root": str(tmp_path / "logs"), "observation": "environment_state"},
         "subgoal_prior": {"token_dim": 4, "width": 32, "reads_state": False},
         "train": {"steps": 20, "batch_size": 16, "log_every": 10, "val_every": 1000, "checkpoint_every": 1000},

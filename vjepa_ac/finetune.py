@@ -246,7 +246,7 @@ def finetune(cfg: DictConfig, train_set: Dataset | None = None, val_set: Dataset
 @torch.no_grad()
 def evaluate_loss(loss_fn: FinetuneLoss, data: Dataset, latents: FrameLatents, cached: bool, device: torch.device,
                   batch_size: int, max_batches: int) -> tuple[float, float, float]:
-    """Mean (teacher-forcing, rollout, state) L1 over the first `max_batches` batches of `data`."""
+    """Mean (teacher-forcing L1, rollout L1, state error) over the first `max_batches` batches of `data`."""
     loss_fn.eval()
     totals, n = torch.zeros(3), 0
     for i, batch in enumerate(DataLoader(data, batch_size=batch_size, shuffle=False)):

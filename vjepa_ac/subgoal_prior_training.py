@@ -177,7 +177,8 @@ class SubgoalPriorTraining(Objective):
         if cfg.data.observation == "environment_state":
             self._privileged_prior(cfg)
         else:
-            wm = WorldModel.from_checkpoint(cfg.world_model, dist_info.device, heads=("state_head", "latent_distance"))  # not its prior
+            wm = WorldModel.from_checkpoint(cfg.world_model, dist_info.device,
+                                            heads=("state_head", "latent_distance"))  # not its prior
             self._prior_over(cfg, wm)
         episodes = self.dataset.episodes
         self.prior.set_stats(torch.cat([ep.z[::4].float() for ep in episodes]), torch.cat([ep.states for ep in episodes]),

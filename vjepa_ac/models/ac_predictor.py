@@ -187,11 +187,12 @@ class ACPredictor(nn.Module):
                  states: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Outputs `[B, T*(N+2), dim]` -> layer-normed latents `[B, T, N, D]` (inputs `z [B|1, T, N, D]`)
         and, with `predicts_state`, next states `[B, T, S]` (inputs `states [B|1, T, S]`; else None)."""
-        x = self.norm(x.unflatten(1, (z.shape[1], self.cfg.tokens_per_frame + 2)))
-        out = self.head(x[:, :, 2:])
+        x = x.unflatten(1, (z.shape[1], self.cfg.tokens_per_frame + 2))
+        out = self.head(self.norm(x[:, :, 2:]))
         if self.cfg.residual:
             out = out + z
-        next_states = None if self.state_head is None else states + self.state_head(x[:, :, 1]) * self.state_std
+        next_states = (None if self.state_head is None else
+                       states + self.state_head(self.norm(x[:, :, 1])) * self.state_std)
         return F.layer_norm(out, (out.shape[-1],)), next_states
 
     def forward(self, z: torch.Tensor, states: torch.Tensor,
