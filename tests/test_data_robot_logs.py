@@ -23,7 +23,7 @@ from torch.utils.data import DataLoader
 from vjepa_ac.data import DatasetFormatError, LeRobotWriter, RobotLogDataset
 from vjepa_ac.data.lerobot_writer import vector_feature, video_feature
 from vjepa_ac.data.transforms import denormalize_frames
-from vjepa_ac.data.video_io import write_video
+from vjepa_ac.data.video_io import worker_context, write_video
 
 CAMERA = "observation.images.front"
 FIXTURE = Path(__file__).parent / "fixtures" / "lerobot_v30_tiny"
@@ -277,7 +277,8 @@ def test_too_long_windows_are_an_error(dataset_root):
 
 def test_dataloader_with_workers(dataset_root):
     ds = RobotLogDataset(dataset_root, num_steps=3, split="all")
-    loader = DataLoader(ds, batch_size=4, num_workers=2, shuffle=True, generator=torch.Generator().manual_seed(0))
+    loader = DataLoader(ds, batch_size=4, num_workers=2, shuffle=True, generator=torch.Generator().manual_seed(0),
+                        multiprocessing_context=worker_context(2))
     seen = 0
     for frames, states, actions in loader:
         assert frames.shape[1:] == (3, 3, 16, 16) and states.shape[1:] == (3, 7) and actions.shape[1:] == (2, 7)

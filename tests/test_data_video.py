@@ -10,7 +10,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 
 from vjepa_ac.data import VideoClipDataset, VideoError
 from vjepa_ac.data.transforms import denormalize_frames
-from vjepa_ac.data.video_io import probe_video, read_frames, read_video, write_video
+from vjepa_ac.data.video_io import probe_video, read_frames, read_video, worker_context, write_video
 
 
 def indexed_frames(n: int, height: int = 32, width: int = 48, tag: int = 0) -> np.ndarray:
@@ -127,13 +127,14 @@ def test_dataloader_workers_and_distributed_sampler(tmp_path):
         write_video(tmp_path / f"v{tag}.mp4", indexed_frames(16, tag=40 * tag), fps=5)
     ds = VideoClipDataset(tmp_path, frames_per_clip=4, frame_step=2, resolution=16, random_resized_crop=False)
     assert len(ds) == 6
-    batches = list(DataLoader(ds, batch_size=2, num_workers=2))
+    batches = list(DataLoader(ds, batch_size=2, num_workers=2, multiprocessing_context=worker_context(2)))
     assert [b.shape for b in batches] == [(2, 4, 3, 16, 16)] * 3
     seen = []
     for rank in range(2):
         sampler = DistributedSampler(ds, num_replicas=2, rank=rank, shuffle=True, seed=0)
         seen.append(list(sampler))
-        assert len(list(DataLoader(ds, batch_size=3, sampler=sampler, num_workers=1))) == 1
+        assert len(list(DataLoader(ds, batch_size=3, sampler=sampler, num_workers=1,
+                                   multiprocessing_context=worker_context(1)))) == 1
     assert sorted(seen[0] + seen[1]) == list(range(6))
 
 

@@ -29,6 +29,7 @@ from tqdm import tqdm
 
 from vjepa_ac.data.robot_logs import RobotLogDataset
 from vjepa_ac.data.transforms import normalize_frames
+from vjepa_ac.data.video_io import worker_context
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +85,8 @@ def encode_windows(dataset: Dataset, latents: nn.Module, batch_size: int = 16, n
     """Run the frozen encoder over every window of a raw `(frames, states, actions)` dataset."""
     if isinstance(dataset, RobotLogDataset):
         return encode_episodes(dataset, latents, batch_size * 4, device, desc)
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers,
+                        multiprocessing_context=worker_context(num_workers))
     zs, ss, acts = [], [], []
     for frames, states, actions in tqdm(loader, desc=desc, unit="batch"):
         zs.append(latents(frames.to(device)).to("cpu", torch.float16))

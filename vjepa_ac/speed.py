@@ -14,6 +14,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from envs.speed import calls_per_s
 from vjepa_ac.data import RobotLogDataset, VideoClipDataset, sim_collection
+from vjepa_ac.data.video_io import worker_context
 from vjepa_ac.world_model import WorldModel
 
 # ----------------------------------------------------------------------------- world-model rollouts
@@ -94,7 +95,8 @@ def items_per_second(dataset: Dataset, num_items: int, batch_size: int, num_work
     """Items/s through a shuffling DataLoader, timed from the first batch on (worker start-up is not
     throughput), over as many epochs as it takes to reach `num_items`."""
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=True, num_workers=num_workers,
-                        persistent_workers=num_workers > 0, generator=torch.Generator().manual_seed(0))
+                        persistent_workers=num_workers > 0, multiprocessing_context=worker_context(num_workers),
+                        generator=torch.Generator().manual_seed(0))
     n, start = 0, None
     while n < num_items:
         for batch in loader:

@@ -40,6 +40,7 @@ from tqdm import tqdm
 
 from vjepa_ac.checkpoint import (load_state_into, load_train_state, load_weights, remove_superseded,
                                  resolve_checkpoint, save_checkpoint, split_prefix)
+from vjepa_ac.data.video_io import worker_context
 from vjepa_ac.files import write_text_atomic
 from vjepa_ac.training import (DistInfo, ResumableSampler, TensorBoardLogger, all_reduce_mean, check_finite,
                                cleanup_distributed, linear, seed_everything, set_hparams, setup_distributed,
@@ -255,7 +256,8 @@ def make_loader(dataset: Dataset, sampler: ResumableSampler, batch_size: int, nu
     """The run's one loader: iterate it once per epoch (after `sampler.set_epoch`); its worker
     processes persist across epochs instead of starting again each time."""
     return DataLoader(dataset, batch_size=batch_size, sampler=sampler, drop_last=True, num_workers=num_workers,
-                      persistent_workers=num_workers > 0, pin_memory=device.type == "cuda",
+                      persistent_workers=num_workers > 0, multiprocessing_context=worker_context(num_workers),
+                      pin_memory=device.type == "cuda",
                       generator=torch.Generator().manual_seed(seed))
 
 

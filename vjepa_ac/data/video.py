@@ -28,7 +28,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from vjepa_ac.data.transforms import normalize_frames
-from vjepa_ac.data.video_io import VideoError, iter_frames, probe_video, read_frames
+from vjepa_ac.data.video_io import VideoError, iter_frames, probe_video, read_frames, worker_context
 
 log = logging.getLogger(__name__)
 
@@ -219,7 +219,8 @@ class FrameCache:
         index: dict = {"videos": [], "skipped": {}}
         offset = 0
         tmp = data_path.with_name(f"{data_path.name}.tmp{os.getpid()}")
-        decoded = DataLoader(_DecodedVideos(videos, resolution), batch_size=None, num_workers=num_workers)
+        decoded = DataLoader(_DecodedVideos(videos, resolution), batch_size=None, num_workers=num_workers,
+                             multiprocessing_context=worker_context(num_workers))
         with open(tmp, "wb") as f:
             for path, expected, frames in zip(videos, num_frames, tqdm(decoded, total=len(videos), unit="video",
                                                                       desc=f"decoding videos into {data_path}")):

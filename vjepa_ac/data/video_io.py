@@ -18,6 +18,15 @@ VIDEO_CODEC_NAME = "h264"  # what the stream reports when read back
 PIX_FMT = "yuv420p"
 
 
+def worker_context(num_workers: int) -> str | None:
+    """The `multiprocessing_context` of a DataLoader whose workers decode video: spawned, not forked.
+
+    A worker forked after PyAV has decoded in the parent can deadlock inside libav (seen with av
+    18.1: the worker hangs in `frame.to_ndarray`). `None` for an in-process loader (0 workers).
+    """
+    return "spawn" if num_workers > 0 else None
+
+
 class VideoError(RuntimeError):
     """A video file that cannot be opened or decoded; the message names the file and the reason."""
 
