@@ -9,7 +9,7 @@ select_gl_backend()   # before anything imports mujoco
 
 import gymnasium  # noqa: E402
 
-from envs.config import TASK_IDS, load_task_config  # noqa: E402
+from envs.config import METAWORLD_ID, TASK_IDS, config_name, load_task_config  # noqa: E402
 from envs.experts import (ExpertWithDetour, ExpertWithMistakes, ExpertWithRandomSteps, ScriptedExpert,  # noqa: E402
                           make_expert)
 from envs.manipulation import ManipulationEnv  # noqa: E402
@@ -17,12 +17,15 @@ from envs.manipulation import ManipulationEnv  # noqa: E402
 for _task, _env_id in TASK_IDS.items():
     if _env_id not in gymnasium.registry:
         gymnasium.register(id=_env_id, entry_point="envs.manipulation:ManipulationEnv", kwargs={"task": _task})
+if METAWORLD_ID not in gymnasium.registry:
+    gymnasium.register(id=METAWORLD_ID, entry_point="envs.metaworld:MetaWorldEnv")
 
 
 def make_env(task: str, **config) -> gymnasium.Env:
-    """``gymnasium.make`` by task name (a configs/env/*.yaml stem) with config overrides."""
-    if task not in TASK_IDS:
-        raise ValueError(f"unknown task {task!r}; valid tasks: {sorted(TASK_IDS)}")
+    """``gymnasium.make`` by task name (a configs/env/*.yaml stem, or ``metaworld-<MT1 task name>``) with
+    config overrides."""
+    if config_name(task) == "metaworld":
+        return gymnasium.make(METAWORLD_ID, task=task, **config)
     return gymnasium.make(TASK_IDS[task], **config)
 
 

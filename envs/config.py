@@ -20,6 +20,20 @@ TASK_IDS = {
     "reach_with_object": "vjepa_ac/ReachWithObject-v0",
     "pick_place": "vjepa_ac/PickPlace-v0",
 }
+# Meta-World: any MT1 task, named "metaworld-<MT1 name>" (e.g. metaworld-pick-place-v3), one env id and
+# one config file (configs/env/metaworld.yaml) for all of them (envs/metaworld.py)
+METAWORLD_PREFIX = "metaworld-"
+METAWORLD_ID = "vjepa_ac/MetaWorld-v0"
+
+
+def config_name(task: str) -> str:
+    """The config file stem of `task`; unknown names fail listing the valid ones."""
+    if task.startswith(METAWORLD_PREFIX) and len(task) > len(METAWORLD_PREFIX):
+        return "metaworld"
+    if task not in TASK_IDS:
+        raise ValueError(f"unknown task {task!r}; valid tasks: {sorted(TASK_IDS)} or {METAWORLD_PREFIX}<Meta-World "
+                         "MT1 task name>")
+    return task
 
 
 def _load_yaml(name: str) -> dict:
@@ -31,14 +45,12 @@ def _load_yaml(name: str) -> dict:
 
 def load_task_config(task: str, **overrides: Any) -> dict:
     """Defaults of ``task`` from YAML, with ``overrides`` applied; unknown names fail listing the valid ones."""
-    if task not in TASK_IDS:
-        raise ValueError(f"unknown task {task!r}; valid tasks: {sorted(TASK_IDS)}")
-    task_cfg = _load_yaml(task)
+    task_cfg = _load_yaml(config_name(task))
     cfg = {}
     for parent in task_cfg.pop("defaults", []):
         if parent != "_self_":
             cfg.update(_load_yaml(parent))
-    cfg.update(task_cfg)
+    cfg.update(task_cfg, task=task)
     unknown = sorted(set(overrides) - set(cfg))
     if unknown:
         raise ValueError(f"unknown env config keys {unknown} for task {task!r}; valid keys: {sorted(cfg)}")

@@ -104,9 +104,13 @@ class ScriptedExpert:
         return bool(near and env.object_pos[2] - env.object_rest_z < 0.004)
 
 
-def make_expert(env: gym.Env, noise: float = 0.0, rng: np.random.Generator | None = None) -> ScriptedExpert:
-    """Scripted expert for ``env`` (any of the four tasks); ``noise`` is the std of Gaussian noise on
-    the motion part of the action (position and rotation deltas) as a fraction of their bounds."""
+def make_expert(env: gym.Env, noise: float = 0.0, rng: np.random.Generator | None = None):
+    """Scripted expert for ``env`` (any of the four tasks, or Meta-World's own policy on a Meta-World env);
+    ``noise`` is the std of Gaussian noise on the motion part of the action (position and rotation deltas)
+    as a fraction of their bounds."""
+    if hasattr(env.unwrapped, "expert_action"):   # envs.metaworld.MetaWorldEnv (not imported: optional)
+        from envs.metaworld import MetaWorldExpert
+        return MetaWorldExpert(env, noise=noise, rng=rng)
     return ScriptedExpert(env, noise=noise, rng=rng)
 
 

@@ -7,6 +7,7 @@ import mujoco
 import numpy as np
 from gymnasium import spaces
 
+from envs.contract import check_action, step_info
 from envs.config import load_task_config
 from envs.controller import DifferentialIK
 from envs.experts import ScriptedExpert
@@ -181,21 +182,9 @@ class ManipulationEnv(gym.Env):
         mujoco.mj_forward(self.model, self.data)
 
     # ----- control -----
-    def _check_action(self, action) -> tuple[np.ndarray, bool]:
-        """Validate an action; return it clipped to the per-step bounds and whether clipping happened."""
-        action = np.asarray(action)
-        if action.shape != (7,):
-            raise ValueError(f"action must have shape (7,) = [dx, dy, dz, droll, dpitch, dyaw, dgripper], "
-                             f"got shape {action.shape}")
-        if not np.issubdtype(action.dtype, np.number) or not np.all(np.isfinite(action)):
-            raise ValueError(f"action must be finite numbers, got {action}")
-        action = action.astype(np.float64)
-        clipped = np.clip(action, self.action_space.low, self.action_space.high)
-        return clipped, bool(np.any(clipped != action))
-
     def step_physics(self, action) -> None:
         """One control step (validated, clipped) without rendering: for oracle rollouts and goal making."""
-        action, _ = self._check_action(action)
+        action, _ = check_action(action, self.action_space)
         self._control_step(action)
 
     def _control_step(self, action: np.ndarray) -> None:
@@ -311,7 +300,7 @@ class ManipulationEnv(gym.Env):
         self.set_sim_state(start)
 
     def step(self, action):
-        action, clipped = self._check_action(action)
+        action, clipped = check_action(action, self.action_space)
         self._control_step(action)
         self._steps += 1
         obs = self._obs()
@@ -341,23 +330,7 @@ class ManipulationEnv(gym.Env):
         return obs
 
     def _info(self, action_clipped: bool) -> dict:
-        features = self.privileged_features()
-        info = {
-            "goal_pixels": self.goal_pixels.copy(),
-            "is_success": self.is_success(),
-            "distances": {
-                "ee_to_target": float(np.linalg.norm(self.ee_pos - self.target_pos)),
-                "object_to_target": float(np.linalg.norm(self.object_pos - self.target_pos)),
-                "ee_to_object": float(np.linalg.norm(self.ee_pos - self.object_pos)),
-                "goal_features_l1": float(np.abs(features - self.goal_features).sum()),
-            },
-            "action_clipped": action_clipped,
-            "environment_state": features,  # PRIVILEGED, logged for privileged baselines
-            "ee_pos": self.ee_pos,
-            "object_pos": self.object_pos,
-            "object_quat": self.object_quat,
-            "target_pos": self.target_pos.copy(),
-        }
+        info = {**step_info(self, action_clipped), "object_quat": self.object_quat}
         if self.cfg["wrist_camera"]:
             info["goal_wrist_pixels"] = self.goal_wrist_pixels.copy()
         return info

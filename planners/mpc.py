@@ -147,7 +147,8 @@ def observation_frame(obs: dict, views: tuple[str, ...]) -> np.ndarray:
 
 def episode_goals(info: dict, subgoals: SubgoalSwitch | None, views: tuple[str, ...] = ("pixels",)) -> list[np.ndarray]:
     """The goal frames of an episode from the reset info: the goal alone, or, with a subgoal
-    switch, the subgoal images in order and then the goal (each view's images side by side)."""
+    switch, the subgoal images in order and then the goal (each view's images side by side). A task
+    whose goal-making run passes no subgoal (an empty list, e.g. Meta-World's reach) has the goal alone."""
     missing = [f"goal_{v}" for v in views if f"goal_{v}" not in info]
     if missing:
         raise ValueError(f"the reset info lacks the goal images {missing} of the world model's views {views}")
@@ -155,8 +156,8 @@ def episode_goals(info: dict, subgoals: SubgoalSwitch | None, views: tuple[str, 
     if subgoals is None:
         return [goal]
     per_view = [info.get(f"subgoal_{v}") for v in views]
-    if not all(per_view) or len({len(images) for images in per_view}) != 1:
-        raise ValueError(f"subgoal-conditioned MPC needs info['subgoal_<view>'] (non-empty lists of equal length) "
+    if any(images is None for images in per_view) or len({len(images) for images in per_view}) != 1:
+        raise ValueError(f"subgoal-conditioned MPC needs info['subgoal_<view>'] (lists of equal length) "
                          f"at reset for the views {views}; this env gives none or a mismatch")
     return [view_frames(list(images)) for images in zip(*per_view)] + [goal]
 

@@ -11,22 +11,7 @@
 #   RUN=runs/other bash scripts/pipeline.sh        # elsewhere
 #   ARGS_pretrain="train.steps=3000" bash scripts/pipeline.sh   # extra Hydra overrides for a stage
 # Every stage writes into its own output_dir (Hydra's .hydra/ and the stage's log included).
-set -euo pipefail
-cd "$(dirname "$0")/.."
-RUN=${RUN:-runs/pipeline}
-export MUJOCO_GL=${MUJOCO_GL:-egl}
-mkdir -p "$RUN"
-TIMES="$RUN/stage_times.txt"
-
-stage() {  # stage NAME COMMAND...: run with the overrides in $ARGS_NAME, log to $RUN/NAME.log, time it
-  local name=$1 start=$SECONDS var="ARGS_$1" extra
-  shift
-  read -ra extra <<< "${!var:-}"
-  echo "== $name: $* ${extra[*]}  (commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown))"
-  "$@" "${extra[@]}" 2>&1 | tee "$RUN/$name.log"
-  printf '%-20s %6d s\n' "$name" $((SECONDS - start)) | tee -a "$TIMES"
-}
-
+source "$(dirname "$0")/pipeline_lib.sh"   # $RUN, MUJOCO_GL, stage()
 echo "pipeline started $(date -u +%FT%TZ) at commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown)" >> "$TIMES"
 stage collect_videos python scripts/collect_videos.py output_dir="$RUN/videos"
 stage pretrain python scripts/pretrain.py data.root="$RUN/videos" output_dir="$RUN/pretrain" resume=true

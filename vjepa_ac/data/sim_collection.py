@@ -155,7 +155,7 @@ def video_job(job: VideoJob) -> int:
     rng = np.random.default_rng([job.seed, job.index])
     jitters = _WORKER["jitters"]
     if job.task not in jitters:
-        jitters[job.task] = SceneJitter(env, light_scale=job.light_scale, camera_shift=job.camera_shift)
+        jitters[job.task] = SceneJitter(env, env.unwrapped.cfg["camera"], job.light_scale, job.camera_shift)
     jitters[job.task].apply(rng)
     frames = record_video(env, _WORKER["make_expert"], rng, job.num_frames, job.expert_prob, job.noise_levels,
                           job.segment_steps)
