@@ -71,6 +71,8 @@ def import_metaworld():
         raise ImportError("Meta-World is not installed: pip install --no-deps metaworld==3.1.1 "
                           "(its metadata pins mujoco 3.3.0; --no-deps keeps the stack's mujoco)") from error
     SawyerMocapBase.reset_mocap_welds = _reset_mocap_welds
+    # its scripted policies warn at every action that their gains exceed the action range (they are clipped)
+    warnings.filterwarnings("ignore", message=r"Constant\(s\) may be too high", module="metaworld.policies")
     return metaworld
 
 

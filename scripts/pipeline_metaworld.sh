@@ -21,7 +21,6 @@ stage finetune python scripts/finetune.py encoder.path="$ENCODER" data.root="$RU
 stage state_head python scripts/train_state_head.py world_model="$RUN/finetune/checkpoint" data.root="$RUN/robot_logs" \
   output_dir="$RUN/state_head" cache.dir="$RUN/embedding_cache" resume=true
 stage benchmark python scripts/benchmark.py +experiment=metaworld metaworld_world_model="$RUN/state_head/checkpoint" \
-  'run_methods=[random,expert,oracle_cem_subgoals,learned_cem_mw,learned_cem_mw_predictor_off,learned_cem_subgoals_mw,learned_cem_subgoals_mw_predictor_off]' \
   output_dir="$RUN/benchmark"
 echo "pipeline_metaworld finished $(date -u +%FT%TZ)" >> "$TIMES"
 cat "$TIMES"
