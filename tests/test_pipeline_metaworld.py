@@ -15,7 +15,7 @@ TRAIN = "train.steps=3 train.batch_size=8 optim.warmup_steps=1 train.val_every=2
 TASKS = "tasks=[metaworld-reach-v3,metaworld-pick-place-v3]"
 TOY = {
     "ARGS_collect_videos": f"num_videos=2 frames_per_video=24 num_workers=1 {TASKS}",
-    "ARGS_pretrain": "train.steps=3 optim.warmup_steps=1 train.batch_size=4 data.num_workers=0 "
+    "ARGS_pretrain": "train.steps=3 optim.warmup_steps=1 train.batch_size=2 data.num_workers=0 "
                      "train.checkpoint_every=2 train.log_every=1",
     "ARGS_collect_robot_logs": f"episodes_per_task=3 episodes_per_file=3 num_workers=1 {TASKS}",
     "ARGS_finetune": TRAIN,
