@@ -1,7 +1,15 @@
-"""What every env of this package returns the same way (docs/architecture.md, "Env"): action checking
-and the step info. Shared by the stack's own tasks (envs/manipulation.py) and Meta-World (envs/metaworld.py)."""
+"""What every env of this package does the same way (docs/architecture.md, "Env"): render-mode and
+action checking, and the step info. Shared by the stack's own tasks (envs/manipulation.py) and
+Meta-World (envs/metaworld.py)."""
 import numpy as np
 from gymnasium import spaces
+
+
+def check_render_mode(render_mode: str | None, metadata: dict) -> str | None:
+    """`render_mode` if the env offers it (or None: no rendering); otherwise an error naming the valid ones."""
+    if render_mode not in (None, *metadata["render_modes"]):
+        raise ValueError(f"render_mode {render_mode!r} not supported; valid: {metadata['render_modes']}")
+    return render_mode
 
 
 def check_action(action, action_space: spaces.Box) -> tuple[np.ndarray, bool]:

@@ -7,7 +7,7 @@ import mujoco
 import numpy as np
 from gymnasium import spaces
 
-from envs.contract import check_action, step_info
+from envs.contract import check_action, check_render_mode, step_info
 from envs.config import load_task_config
 from envs.controller import DifferentialIK
 from envs.experts import ScriptedExpert
@@ -49,9 +49,7 @@ class ManipulationEnv(gym.Env):
 
     def __init__(self, task: str, render_mode: str | None = "rgb_array", **config: Any):
         self.cfg = cfg = load_task_config(task, **config)
-        if render_mode not in (None, "rgb_array"):
-            raise ValueError(f"render_mode {render_mode!r} not supported; valid: {self.metadata['render_modes']}")
-        self.render_mode = render_mode
+        self.render_mode = check_render_mode(render_mode, self.metadata)
         self.task = TASKS[task](cfg)
         self.resolution = int(cfg["resolution"])
         if self.resolution < 8:

@@ -21,11 +21,12 @@ How Meta-World maps onto the contract:
   step budget from the same initial state on this simulator (then restored); a subgoal image is each
   frame where that run's finger effort turns to closing or to opening, where closing fingers have
   stopped and where the object first leaves the table (a grasp begins, is made, the lift begins, a
-  release begins). The
-  privileged expert (``MetaWorldExpert``) is the same policy through this env's 7-D actions. ``is_success`` is Meta-World's ``info["success"]``.
+  release begins). The privileged expert (``MetaWorldExpert``) is the same policy through this env's
+  7-D actions. ``is_success`` is Meta-World's ``info["success"]``.
 
-Meta-World 3.1.1 pins mujoco 3.3.0; it runs on the stack's mujoco 4 once ``patch_mocap_welds`` is applied
-(installed with ``pip install --no-deps metaworld==3.1.1``, see the README).
+Meta-World 3.1.1 pins mujoco 3.3.0; it runs on the stack's mujoco 4 with ``_reset_mocap_welds`` in place
+of its own (``import_metaworld`` installs it; install Meta-World with ``pip install --no-deps
+metaworld==3.1.1``, see the README).
 """
 from __future__ import annotations
 
@@ -37,7 +38,7 @@ import mujoco
 import numpy as np
 from gymnasium import spaces
 
-from envs.contract import check_action, step_info
+from envs.contract import check_action, check_render_mode, step_info
 from envs.config import METAWORLD_PREFIX, load_task_config
 from envs.rendering import make_renderer
 from vjepa_ac.state_action import GRIPPER_DIM, STATE_HIGH, STATE_LOW, action_bounds
@@ -112,9 +113,7 @@ class MetaWorldEnv(gym.Env):
 
     def __init__(self, task: str, render_mode: str | None = "rgb_array", **config: Any):
         self.cfg = cfg = load_task_config(task, **config)
-        if render_mode not in (None, "rgb_array"):
-            raise ValueError(f"render_mode {render_mode!r} not supported; valid: {self.metadata['render_modes']}")
-        self.render_mode = render_mode
+        self.render_mode = check_render_mode(render_mode, self.metadata)
         if cfg["wrist_camera"]:
             raise ValueError("wrist_camera=true is not offered on Meta-World (envs/metaworld.py)")
         name = metaworld_name(task)
