@@ -24,15 +24,21 @@ TASK_IDS = {
 # one config file (configs/env/metaworld.yaml) for all of them (envs/metaworld.py)
 METAWORLD_PREFIX = "metaworld-"
 METAWORLD_ID = "vjepa_ac/MetaWorld-v0"
+# OGBench: its visual single-cube task, named "ogbench-<OGBench env id>" (ogbench-visual-cube-single-v0), one env
+# id and one config file (configs/env/ogbench.yaml) (envs/ogbench.py)
+OGBENCH_PREFIX = "ogbench-"
+OGBENCH_ID = "vjepa_ac/OGBench-v0"
+BENCHMARK_PREFIXES = {METAWORLD_PREFIX: "metaworld", OGBENCH_PREFIX: "ogbench"}   # task-name prefix -> config stem
 
 
 def config_name(task: str) -> str:
     """The config file stem of `task`; unknown names fail listing the valid ones."""
-    if task.startswith(METAWORLD_PREFIX) and len(task) > len(METAWORLD_PREFIX):
-        return "metaworld"
+    for prefix, name in BENCHMARK_PREFIXES.items():
+        if task.startswith(prefix) and len(task) > len(prefix):
+            return name
     if task not in TASK_IDS:
-        raise ValueError(f"unknown task {task!r}; valid tasks: {sorted(TASK_IDS)} or {METAWORLD_PREFIX}<Meta-World "
-                         "MT1 task name>")
+        raise ValueError(f"unknown task {task!r}; valid tasks: {sorted(TASK_IDS)}, {METAWORLD_PREFIX}<Meta-World "
+                         f"MT1 task name> or {OGBENCH_PREFIX}<OGBench env id>")
     return task
 
 

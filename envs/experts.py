@@ -105,13 +105,30 @@ class ScriptedExpert:
 
 
 def make_expert(env: gym.Env, noise: float = 0.0, rng: np.random.Generator | None = None):
-    """Scripted expert for ``env`` (any of the four tasks, or Meta-World's own policy on a Meta-World env);
-    ``noise`` is the std of Gaussian noise on the motion part of the action (position and rotation deltas)
+    """Scripted expert for ``env`` (any of the four tasks, or the benchmark's own policy on a Meta-World or
+    OGBench env); ``noise`` is the std of Gaussian noise on the motion part of the action (position and rotation deltas)
     as a fraction of their bounds."""
-    if hasattr(env.unwrapped, "expert_action"):   # envs.metaworld.MetaWorldEnv (not imported: optional)
-        from envs.metaworld import MetaWorldExpert
-        return MetaWorldExpert(env, noise=noise, rng=rng)
+    if hasattr(env.unwrapped, "expert_action"):   # a benchmark's own policy (envs/metaworld.py, envs/ogbench.py)
+        return PolicyExpert(env, noise=noise, rng=rng)
     return ScriptedExpert(env, noise=noise, rng=rng)
+
+
+class PolicyExpert:
+    """PRIVILEGED: a benchmark's own scripted policy (Meta-World's, OGBench's), played through the env's
+    ``expert_action()``, as an ``act()`` expert with Gaussian motion noise (``noise`` x the position bound),
+    like ``ScriptedExpert`` for the stack's own tasks."""
+
+    def __init__(self, env: gym.Env, noise: float = 0.0, rng: np.random.Generator | None = None):
+        self.env = env.unwrapped
+        self.noise = float(noise)
+        self.rng = rng if rng is not None else np.random.default_rng()
+        self.high = self.env.action_space.high.astype(np.float64)
+
+    def act(self) -> np.ndarray:
+        action = self.env.expert_action()
+        if self.noise > 0:
+            action[:3] += self.noise * self.high[:3] * self.rng.standard_normal(3)
+        return np.clip(action, -self.high, self.high).astype(np.float32)
 
 
 class ExpertWithRandomSteps:

@@ -21,8 +21,8 @@ How Meta-World maps onto the contract:
   step budget from the same initial state on this simulator (then restored); a subgoal image is each
   frame where that run's finger effort turns to closing or to opening, where closing fingers have
   stopped and where the object first leaves the table (a grasp begins, is made, the lift begins, a
-  release begins). The privileged expert (``MetaWorldExpert``) is the same policy through this env's
-  7-D actions. ``is_success`` is Meta-World's ``info["success"]``.
+  release begins). The privileged expert (``envs.PolicyExpert``) is the same policy through this env's
+  7-D actions (``expert_action``). ``is_success`` is Meta-World's ``info["success"]``.
 
 Meta-World 3.1.1 pins mujoco 3.3.0; it runs on the stack's mujoco 4 with ``_reset_mocap_welds`` in place
 of its own (``import_metaworld`` installs it; install Meta-World with ``pip install --no-deps
@@ -31,21 +31,18 @@ metaworld==3.1.1``, see the README).
 from __future__ import annotations
 
 import warnings
-from typing import Any, NamedTuple
+from typing import Any
 
 import gymnasium as gym
 import mujoco
 import numpy as np
 from gymnasium import spaces
 
-from envs.contract import check_action, check_render_mode, step_info
+from envs.contract import BenchmarkTask, GraspPhases, check_action, check_render_mode, step_info
 from envs.config import METAWORLD_PREFIX, load_task_config
 from envs.rendering import make_renderer
 from vjepa_ac.state_action import GRIPPER_DIM, STATE_HIGH, STATE_LOW, action_bounds
 
-LIFTED = 0.01            # the object's centre this far above where it started: it is lifted
-CLOSING = 0.05           # fingers have begun closing once their closure rose this much ...
-SETTLED_CLOSURE = 0.01   # ... and have stopped once it changes less than this in a control step
 PHYSICS_STATE = mujoco.mjtState.mjSTATE_INTEGRATION   # qpos, qvel, ctrl, mocap pose, warm start, time
 # Meta-World's weld of the hand to its mocap body: anchor, relative position, relative quaternion, torque scale
 MOCAP_WELD = np.array([0.0, 0.0, 0.0, 0.0, 0.0, 0.0, -1.0, 0.0, 0.0, 0.0, 5.0])
@@ -96,12 +93,6 @@ def look_at_quat(pos: np.ndarray, target: np.ndarray) -> np.ndarray:
     return quat
 
 
-class MetaWorldTask(NamedTuple):
-    """What the collectors read of a task (``env.unwrapped.task``)."""
-    name: str
-    picks_up: bool = False   # no ExpertWithMistakes on Meta-World: it needs the stack's own expert
-
-
 class MetaWorldEnv(gym.Env):
     """One Meta-World MT1 task behind the stack's env contract (module docstring).
 
@@ -128,7 +119,7 @@ class MetaWorldEnv(gym.Env):
         self.policy = metaworld.policies.ENV_POLICY_MAP[name]()
         self.sim._freeze_rand_vec, self.sim.seeded_rand_vec = False, True   # the reset seed draws the variation
         self.sim.max_path_length = np.iinfo(np.int64).max   # this env keeps its own step budget
-        self.task = MetaWorldTask(task)
+        self.task = BenchmarkTask(task)
         self.model, self.data = self.sim.model, self.sim.data
         self.resolution = int(cfg["resolution"])
         self.max_episode_steps = int(cfg["episode_steps"])
@@ -284,22 +275,12 @@ class MetaWorldEnv(gym.Env):
         have stopped, and where the object first leaves the table (a grasp is made, the lift begins)."""
         start = self.get_sim_state()
         self.subgoal_pixels, self.subgoal_features, self.subgoal_steps = [], [], []
-        closing, settling, closure, closure_at_flip = False, False, self.gripper_closure, self.gripper_closure
-        rest_z, lifted = self.object_pos[2], False
+        phases = GraspPhases(self.gripper_closure, self.object_pos[2])
         for step in range(self.max_episode_steps * self.substeps):
-            mw_action = self._policy_step()
-            if (mw_action[3] > 0) != closing:   # a grasp or a release begins
-                closing, settling, closure_at_flip = not closing, mw_action[3] > 0, self.gripper_closure
+            closing = self._policy_step()[3] > 0
+            end = (step + 1) % self.substeps == 0
+            for _ in range(phases.update(closing, self.gripper_closure, self.object_pos[2], end)):
                 self._add_subgoal(step)
-            if not lifted and self.object_pos[2] - rest_z > LIFTED:   # the object leaves the table
-                lifted = True
-                self._add_subgoal(step)
-            if (step + 1) % self.substeps == 0:   # a control step's end: have the closing fingers stopped?
-                moved = self.gripper_closure - closure_at_flip > CLOSING
-                if settling and moved and abs(self.gripper_closure - closure) < SETTLED_CLOSURE:
-                    settling = False
-                    self._add_subgoal(step)
-                closure = self.gripper_closure
         self.goal_pixels = self._render()
         self.goal_features = self.privileged_features()
         self.goal_reached = self.is_success()
@@ -343,19 +324,3 @@ class MetaWorldEnv(gym.Env):
             self._renderer = None
         self.sim.close()
 
-
-class MetaWorldExpert:
-    """PRIVILEGED: Meta-World's scripted policy as an ``act()`` expert, with Gaussian motion noise
-    (``noise`` x the position bound), as ``envs.ScriptedExpert`` for the stack's own tasks."""
-
-    def __init__(self, env: gym.Env, noise: float = 0.0, rng: np.random.Generator | None = None):
-        self.env = env.unwrapped
-        self.noise = float(noise)
-        self.rng = rng if rng is not None else np.random.default_rng()
-        self.high = self.env.action_space.high.astype(np.float64)
-
-    def act(self) -> np.ndarray:
-        action = self.env.expert_action()
-        if self.noise > 0:
-            action[:3] += self.noise * self.high[:3] * self.rng.standard_normal(3)
-        return np.clip(action, -self.high, self.high).astype(np.float32)
