@@ -279,7 +279,7 @@ class MetaWorldEnv(gym.Env):
         for step in range(self.max_episode_steps * self.substeps):
             closing = self._policy_step()[3] > 0
             end = (step + 1) % self.substeps == 0
-            for _ in range(phases.update(closing, self.gripper_closure, self.object_pos[2], end)):
+            for _ in phases.update(closing, self.gripper_closure, self.object_pos[2], self.ee_pos[2], end):
                 self._add_subgoal(step)
         self.goal_pixels = self._render()
         self.goal_features = self.privileged_features()

@@ -13,10 +13,11 @@ How OGBench maps onto the contract:
 - The goal image is OGBench's own: the scene with the cube at its goal and the arm at a random pose (OGBench
   builds it at reset; this adapter renders it with its own camera settings). Subgoal images are the frames of
   OGBench's oracle, played from the same initial state (then restored), where its gripper command turns to
-  closing or to opening, where closing fingers have stopped and where the cube first leaves the table.
+  closing or to opening, where closing fingers have stopped, where the cube first leaves the table and where,
+  after the release, the hand has risen clear of it (``envs.contract.GraspPhases``).
 - state = [pinch x, y, z, 0, 0, yaw, gripper closure]: the gripper points down; the closure is OGBench's
-  ``proprio/gripper_opening`` (0 open, 1 closed, despite its name). The yaw is held (``max_rot_delta: 0``); OGBench's oracle solves the task without
-  turning the gripper.
+  ``proprio/gripper_opening`` (0 open, 1 closed, despite its name). The yaw is held (``max_rot_delta: 0``);
+  OGBench's oracle solves the task without turning the gripper.
 - action = [dx, dy, dz, 0, 0, 0, change of the commanded closure]: one control step is ``substeps`` OGBench
   steps, each moving the pinch target dx / substeps from where the pinch is (OGBench's relative control), the
   fingers' target closure the commanded closure.
@@ -283,9 +284,9 @@ class OGBenchEnv(gym.Env):
                         "goal_xyzs": np.array([[*goal, CUBE_Z]])}
 
     def _make_goal(self, goal_physics: np.ndarray) -> None:
-        """The goal image and features from OGBench's goal scene; subgoal images where OGBench's oracle, played
-        from the initial state for the step budget, begins a grasp or a release, has closed its fingers and
-        lifts the cube (then the initial state is restored). `goal_reached`: whether that run succeeded."""
+        """The goal image and features from OGBench's goal scene; subgoal images at the phases of OGBench's
+        oracle played from the initial state for the step budget (``GraspPhases``; then the initial state is
+        restored). `goal_reached`: whether that run succeeded."""
         start = self.get_sim_state()
         self.set_sim_state(np.concatenate([goal_physics, [0.0]]))
         self.goal_pixels = self._render()
@@ -294,12 +295,19 @@ class OGBenchEnv(gym.Env):
         self.subgoal_pixels, self.subgoal_features, self.subgoal_steps = [], [], []
         phases = GraspPhases(self.gripper_closure, self.object_pos[2])
         for step in range(self.max_episode_steps * self.substeps):
+            before = self.get_sim_state()
             closing = self._oracle_step()[4] > 0
             end = (step + 1) % self.substeps == 0
-            for _ in range(phases.update(closing, self.gripper_closure, self.object_pos[2], end)):
+            for event in phases.update(closing, self.gripper_closure, self.object_pos[2], self.ee_pos[2], end):
+                # a grasp or a release is shown from the step before its command: the fingers move within one
+                after = self.get_sim_state() if event == "flip" else None
+                if after is not None:
+                    self.set_sim_state(before)
                 self.subgoal_pixels.append(self._render())
                 self.subgoal_features.append(self.privileged_features())
-                self.subgoal_steps.append(step // self.substeps + 1)
+                self.subgoal_steps.append(step // self.substeps + (0 if after is not None else 1))
+                if after is not None:
+                    self.set_sim_state(after)
         self.goal_reached = self.is_success()
         self.set_sim_state(start)
 
