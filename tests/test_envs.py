@@ -8,6 +8,7 @@ from gymnasium.utils.env_checker import check_env
 
 import envs
 from envs import rendering
+from envs.contract import GraspPhases
 from envs.tasks import Grasp
 
 TASKS = list(envs.TASK_IDS)
@@ -364,3 +365,24 @@ def test_camera_visibility():
     hidden = u.object_visibility("workspace")
     assert hidden.pixels == 0 and hidden.unoccluded > 0 and hidden.visible_fraction == 0.0
     env.close()
+
+
+def test_grasp_phases_of_a_pick_and_place_run():
+    """The subgoal phases a benchmark adapter takes from its scripted policy (envs/metaworld.py, envs/ogbench.py):
+    a synthetic run that descends, closes on the object, lifts it, releases it and rises."""
+    phases = GraspPhases(closure=0.0, object_z=0.02)
+    #        (closing, closure, object z, hand z, control-step end)
+    run = [(False, 0.0, 0.02, 0.10, True),    # descending, open: nothing
+           (True, 0.2, 0.02, 0.03, True),     # the close begins
+           (True, 0.38, 0.02, 0.03, True),    # still closing
+           (True, 0.385, 0.02, 0.03, False),  # stopped, but not a control step's end yet
+           (True, 0.385, 0.02, 0.03, True),   # stopped: the grasp is made
+           (True, 0.385, 0.05, 0.06, True),   # the object leaves the table
+           (False, 0.2, 0.02, 0.03, True),    # the release begins
+           (False, 0.0, 0.02, 0.05, True),    # rising, not yet clear
+           (False, 0.0, 0.02, 0.09, True),    # clear of the object
+           (False, 0.0, 0.02, 0.20, True)]    # nothing more
+    events = [phases.update(*step) for step in run]
+    assert events == [[], ["flip"], [], [], ["settled"], ["lift"], ["flip"], [], ["clear"], []]
+    again = GraspPhases(closure=0.0, object_z=0.02)   # an open-close-open before any lift is no release
+    assert [again.update(c, 0.0, 0.02, 0.2, True) for c in (True, False)] == [["flip"], ["flip"]]
