@@ -33,17 +33,13 @@ from __future__ import annotations
 import warnings
 from typing import Any
 
-import gymnasium as gym
 import mujoco
 import numpy as np
-from gymnasium import spaces
 
-from envs.contract import BenchmarkTask, GraspPhases, check_action, check_render_mode, step_info
-from envs.config import METAWORLD_PREFIX, load_task_config
-from envs.rendering import make_renderer
-from vjepa_ac.state_action import GRIPPER_DIM, STATE_HIGH, STATE_LOW, action_bounds
+from envs.benchmark_env import BenchmarkEnv
+from envs.config import METAWORLD_PREFIX
+from vjepa_ac.state_action import GRIPPER_DIM
 
-PHYSICS_STATE = mujoco.mjtState.mjSTATE_INTEGRATION   # qpos, qvel, ctrl, mocap pose, warm start, time
 # Meta-World's weld of the hand to its mocap body: anchor, relative position, relative quaternion, torque scale
 MOCAP_WELD = np.array([0.0, 0.0, 0.0, 0.0, 0.0, 0.0, -1.0, 0.0, 0.0, 0.0, 5.0])
 
@@ -93,20 +89,13 @@ def look_at_quat(pos: np.ndarray, target: np.ndarray) -> np.ndarray:
     return quat
 
 
-class MetaWorldEnv(gym.Env):
-    """One Meta-World MT1 task behind the stack's env contract (module docstring).
+class MetaWorldEnv(BenchmarkEnv):
+    """One Meta-World MT1 task behind the stack's env contract (module docstring; ``envs.benchmark_env``)."""
 
-    obs: ``{"pixels": uint8[H, W, 3], "state": float32[7]}``; the reset info holds ``goal_pixels`` and
-    ``subgoal_pixels``; ``info`` carries ``is_success``, ``distances`` and the PRIVILEGED
-    ``environment_state`` (hand, object, closure) for metrics and privileged baselines only."""
-
-    metadata = {"render_modes": ["rgb_array"], "render_fps": 8}
+    benchmark = "Meta-World"
 
     def __init__(self, task: str, render_mode: str | None = "rgb_array", **config: Any):
-        self.cfg = cfg = load_task_config(task, **config)
-        self.render_mode = check_render_mode(render_mode, self.metadata)
-        if cfg["wrist_camera"]:
-            raise ValueError("wrist_camera=true is not offered on Meta-World (envs/metaworld.py)")
+        super().__init__(task, render_mode, config)
         name = metaworld_name(task)
         metaworld = import_metaworld()
         if name not in metaworld.MT1.ENV_NAMES:
@@ -119,47 +108,18 @@ class MetaWorldEnv(gym.Env):
         self.policy = metaworld.policies.ENV_POLICY_MAP[name]()
         self.sim._freeze_rand_vec, self.sim.seeded_rand_vec = False, True   # the reset seed draws the variation
         self.sim.max_path_length = np.iinfo(np.int64).max   # this env keeps its own step budget
-        self.task = BenchmarkTask(task)
         self.model, self.data = self.sim.model, self.sim.data
-        self.resolution = int(cfg["resolution"])
-        self.max_episode_steps = int(cfg["episode_steps"])
-        self.substeps = self._substeps(float(cfg["control_hz"]))
-        self.metadata = {**self.metadata, "render_fps": cfg["control_hz"]}
-        self._configure_rendering()
-        self._renderer = None
-        self._physics_size = mujoco.mj_stateSize(self.model, PHYSICS_STATE)
-        self.goal_pixels = np.zeros((self.resolution, self.resolution, 3), np.uint8)   # until the first reset
-        self.goal_features = np.zeros(7, np.float32)
-        self.subgoal_pixels, self.subgoal_features, self.subgoal_steps = [], [], []
+        self._setup(self.sim.dt, self.sim.action_scale)
+        self._aim_camera()
 
-        image = spaces.Box(0, 255, (self.resolution, self.resolution, 3), np.uint8)
-        self.observation_space = spaces.Dict({"pixels": image,
-                                              "state": spaces.Box(STATE_LOW, STATE_HIGH, dtype=np.float32)})
-        self.action_space = spaces.Box(*action_bounds(cfg["max_pos_delta"], cfg["max_rot_delta"]), dtype=np.float32)
-        if np.any(self.action_space.high[:3] > self.substeps * self.sim.action_scale):
-            raise ValueError(f"max_pos_delta={cfg['max_pos_delta']} m exceeds what {self.substeps} Meta-World steps "
-                             f"of {self.sim.action_scale} m reach; lower it or control_hz")
-
-    def _substeps(self, control_hz: float) -> int:
-        substeps = 1.0 / (control_hz * self.sim.dt)
-        if abs(substeps - round(substeps)) > 1e-6 or round(substeps) < 1:
-            raise ValueError(f"control_hz={control_hz} must divide Meta-World's {1 / self.sim.dt:g} Hz")
-        return round(substeps)
-
-    def _configure_rendering(self) -> None:
-        """Frame the configured camera; shadows and MSAA as configured (the goal markers are hidden at reset)."""
+    def _aim_camera(self) -> None:
+        """Re-aim the configured camera (``camera_pos: null`` keeps Meta-World's own pose); the goal markers are
+        hidden at reset."""
         cfg, model = self.cfg, self.model
-        self.camera = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_CAMERA, cfg["camera"])
-        if self.camera < 0:
-            cameras = [model.camera(i).name for i in range(model.ncam)]
-            raise ValueError(f"camera {cfg['camera']!r} not in the Meta-World model; cameras: {cameras}")
-        if cfg["camera_pos"] is not None:   # re-aim that camera; null keeps Meta-World's own pose
+        if cfg["camera_pos"] is not None:
             model.cam_pos[self.camera] = cfg["camera_pos"]
             model.cam_quat[self.camera] = look_at_quat(np.asarray(cfg["camera_pos"]), np.asarray(cfg["camera_target"]))
             model.cam_fovy[self.camera] = cfg["camera_fovy"]
-        if not cfg["shadows"]:
-            model.light_castshadow[:] = 0
-        model.vis.quality.offsamples = int(cfg["multisamples"])
 
     # ----- what the robot measures, and the privileged rest -----
     @property
@@ -186,19 +146,7 @@ class MetaWorldEnv(gym.Env):
         _, info = self.sim.evaluate_state(self._mw_obs, np.zeros(4, dtype=np.float32))
         return bool(info["success"])
 
-    # ----- simulation state (the oracle's hooks) -----
-    def get_sim_state(self) -> np.ndarray:
-        """Physics (mocap pose included) and the commanded closure, within this episode's variation."""
-        physics = np.empty(self._physics_size)
-        mujoco.mj_getState(self.model, self.data, physics, PHYSICS_STATE)
-        return np.concatenate([physics, [self.cmd_closure]])
-
-    def set_sim_state(self, state: np.ndarray) -> None:
-        state = np.asarray(state, dtype=np.float64)
-        if state.shape != (self._physics_size + 1,):
-            raise ValueError(f"sim state must have shape ({self._physics_size + 1},), got {state.shape}")
-        mujoco.mj_setState(self.model, self.data, state[:-1], PHYSICS_STATE)
-        self.cmd_closure = float(state[-1])
+    def _after_set_state(self) -> None:
         mujoco.mj_forward(self.model, self.data)
         self._observe()
 
@@ -232,9 +180,8 @@ class MetaWorldEnv(gym.Env):
         mujoco.mj_forward(self.model, self.data)
         self._observe()
 
-    def step_physics(self, action) -> None:
-        """One control step (validated, clipped) without rendering: for oracle rollouts."""
-        self._control_step(check_action(action, self.action_space)[0])
+    def _policy_step_closes(self) -> bool:
+        return bool(self._policy_step()[3] > 0)
 
     def expert_action(self) -> np.ndarray:
         """PRIVILEGED: what Meta-World's scripted policy does over the next control step, as this env's
@@ -263,64 +210,15 @@ class MetaWorldEnv(gym.Env):
         self.cmd_closure = 0.0
         self._observe()
         self._make_goal()
-        self._steps = 0
-        info = step_info(self, action_clipped=False)
-        info["subgoal_pixels"] = [image.copy() for image in self.subgoal_pixels]
-        return self._obs(), info
+        return self._start_episode()
 
     def _make_goal(self) -> None:
         """Goal image and features: the state Meta-World's scripted policy reaches, played at its own rate
-        (80 Hz, closed loop) for the step budget on this simulator, then restored; a subgoal image where
-        its finger effort turns to closing or to opening (a grasp, a release begins) and where closing fingers
-        have stopped, and where the object first leaves the table (a grasp is made, the lift begins)."""
+        (80 Hz, closed loop) for the step budget on this simulator, then restored; subgoal images at that
+        run's ``GraspPhases``."""
         start = self.get_sim_state()
-        self.subgoal_pixels, self.subgoal_features, self.subgoal_steps = [], [], []
-        phases = GraspPhases(self.gripper_closure, self.object_pos[2])
-        for step in range(self.max_episode_steps * self.substeps):
-            closing = self._policy_step()[3] > 0
-            end = (step + 1) % self.substeps == 0
-            for _ in phases.update(closing, self.gripper_closure, self.object_pos[2], self.ee_pos[2], end):
-                self._add_subgoal(step)
+        self._play_policy_for_subgoals()
         self.goal_pixels = self._render()
         self.goal_features = self.privileged_features()
         self.goal_reached = self.is_success()
         self.set_sim_state(start)
-
-    def _add_subgoal(self, mw_step: int) -> None:
-        self.subgoal_pixels.append(self._render())
-        self.subgoal_features.append(self.privileged_features())
-        self.subgoal_steps.append(mw_step // self.substeps + 1)
-
-    def step(self, action):
-        action, clipped = check_action(action, self.action_space)
-        self._control_step(action)
-        self._steps += 1
-        info = step_info(self, action_clipped=clipped)
-        truncated = self._steps >= self.max_episode_steps
-        return self._obs(), float(info["is_success"]), False, truncated, info
-
-    # ----- observations -----
-    def _state(self) -> np.ndarray:
-        state = np.zeros(7, dtype=np.float32)
-        state[:3] = self.ee_pos
-        state[GRIPPER_DIM] = self.gripper_closure
-        return state
-
-    def _render(self) -> np.ndarray:
-        if self._renderer is None:
-            self._renderer = make_renderer(self.model, self.resolution)
-        self._renderer.update_scene(self.data, camera=self.camera)
-        return self._renderer.render()
-
-    def _obs(self) -> dict:
-        return {"pixels": self._render(), "state": self._state()}
-
-    def render(self):
-        return None if self.render_mode is None else self._render()
-
-    def close(self):
-        if self._renderer is not None:
-            self._renderer.close()
-            self._renderer = None
-        self.sim.close()
-

@@ -8,7 +8,7 @@ from gymnasium.utils.env_checker import check_env
 
 import envs
 from envs import rendering
-from envs.contract import GraspPhases
+from envs.benchmark_env import GraspPhases
 from envs.tasks import Grasp
 
 TASKS = list(envs.TASK_IDS)

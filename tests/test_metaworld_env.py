@@ -10,7 +10,7 @@ from gymnasium.utils.env_checker import check_env
 import envs
 from envs.config import load_task_config
 from envs.rollouts import expert_episode
-from planners.oracle import PrivilegedOracleWorldModel
+from benchmark_env_checks import check_oracle_rollout_restores_the_simulator
 
 pytest.importorskip("metaworld")
 from envs.metaworld import MOCAP_WELD, MetaWorldEnv, import_metaworld  # noqa: E402
@@ -79,15 +79,8 @@ def test_expert_reaches_and_success_is_metaworlds(reach):
 
 
 def test_oracle_rollout_restores_the_simulator(reach):
-    obs, _ = reach.reset(seed=1)
-    oracle = PrivilegedOracleWorldModel(reach)
-    before = reach.unwrapped.get_sim_state()
-    actions = np.random.default_rng(0).uniform(reach.action_space.low, reach.action_space.high, (4, 3, 7))
-    predicted = oracle.rollout(oracle.encode(obs["pixels"][None]), None, actions)
-    assert predicted.shape == (4, 3, 1, 7)
-    np.testing.assert_array_equal(reach.unwrapped.get_sim_state(), before)
-    obs_after, _, _, _, _ = reach.step(actions[0, 0])   # the simulator plays the first candidate as predicted
-    np.testing.assert_allclose(reach.unwrapped.privileged_features(), predicted[0, 0, 0].numpy(), atol=1e-5)
+    check_oracle_rollout_restores_the_simulator(reach)
+
 
 
 def test_pick_place_has_grasp_subgoals():

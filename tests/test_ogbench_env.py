@@ -8,7 +8,7 @@ from gymnasium.utils.env_checker import check_env
 
 import envs
 from envs.rollouts import expert_episode
-from planners.oracle import PrivilegedOracleWorldModel
+from benchmark_env_checks import check_oracle_rollout_restores_the_simulator
 
 pytest.importorskip("ogbench")
 from envs.ogbench import OGBenchEnv  # noqa: E402
@@ -93,12 +93,4 @@ def test_subgoals_show_the_grasp_the_lift_and_the_release(cube):
 
 
 def test_oracle_rollout_restores_the_simulator(cube):
-    obs, _ = cube.reset(seed=1)
-    oracle = PrivilegedOracleWorldModel(cube)
-    before = cube.unwrapped.get_sim_state()
-    actions = np.random.default_rng(0).uniform(cube.action_space.low, cube.action_space.high, (4, 3, 7))
-    predicted = oracle.rollout(oracle.encode(obs["pixels"][None]), None, actions)
-    assert predicted.shape == (4, 3, 1, 7)
-    np.testing.assert_array_equal(cube.unwrapped.get_sim_state(), before)
-    cube.step(actions[0, 0])   # the simulator plays the first candidate as predicted
-    np.testing.assert_allclose(cube.unwrapped.privileged_features(), predicted[0, 0, 0].numpy(), atol=1e-5)
+    check_oracle_rollout_restores_the_simulator(cube)
